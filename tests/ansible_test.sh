@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Runs ansible-test (sanity, units) from a temporary ansible_collections/erdma/pd tree,
+# which is where ansible-test insists a collection lives. Usage: ansible_test.sh sanity [units]
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+work=$(mktemp -d /tmp/erdma-pd-ansible-test.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+tree="$work/ansible_collections/erdma/pd"
+mkdir -p "$tree"
+# Tracked files plus new files not yet committed; ignored artefacts (venv, lab builds) stay out.
+(cd "$root" && git ls-files -co --exclude-standard -z | grep -zv '^collections/' \
+  | xargs -0 -I{} cp --parents -P {} "$tree/")
+# ansible-test wants a git repo to decide which files belong to the collection.
+(cd "$tree" && git init -q && git add -A >/dev/null)
+export PATH="$root/.venv/bin:$PATH"
+cd "$tree"
+for what in "${@:-sanity}"; do
+  case "$what" in
+    sanity) ansible-test sanity --venv --python 3.11 --requirements --color no ;;
+    units) if [ -d tests/unit ]; then ansible-test units --venv --python 3.11 --requirements --color no; fi ;;
+    *) echo "unknown: $what" >&2; exit 2 ;;
+  esac
+done

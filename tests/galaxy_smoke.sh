@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Builds the collection tarball, installs it into an empty path and renders every module's docs,
+# as a user of `ansible-galaxy collection install` would.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+work=$(mktemp -d /tmp/erdma-pd-galaxy.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+export PATH="$root/.venv/bin:$PATH"
+cd "$root"
+ansible-galaxy collection build --force --output-path "$work" .
+tarball=$(ls "$work"/erdma-pd-*.tar.gz)
+echo "built $(basename "$tarball") ($(du -h "$tarball" | cut -f1))"
+if tar -tzf "$tarball" | grep -E '^(\.venv|collections|lab/build)/'; then
+  echo "the tarball carries build artefacts listed above: extend build_ignore in galaxy.yml" >&2
+  exit 1
+fi
+# Galaxy is unreachable here: dependencies come from the collections that the ansible package ships.
+ansible-galaxy collection install --no-deps -p "$work/installed" "$tarball"
+cd "$work"
+export ANSIBLE_COLLECTIONS_PATH="$work/installed" ANSIBLE_CONFIG=/dev/null
+for module in "$root"/plugins/modules/*.py; do
+  name=$(basename "$module" .py)
+  [ "$name" = "__init__" ] && continue
+  ansible-doc "erdma.pd.$name" > "$work/doc.txt"
+  grep -q "erdma.pd.$name" "$work/doc.txt" || { echo "ansible-doc erdma.pd.$name rendered nothing" >&2; exit 1; }
+  echo "ansible-doc erdma.pd.$name: $(wc -l < "$work/doc.txt") lines"
+done
+for role in "$root"/roles/*/; do
+  name=$(basename "$role")
+  ansible-doc -t role "erdma.pd.$name" > /dev/null
+  echo "ansible-doc -t role erdma.pd.$name: ok"
+done

@@ -1,0 +1,146 @@
+#!/usr/bin/env python3
+"""Every quality gate of erdma.pd, in order, with per-stage timings.
+
+    python3 tests/run.py                 all stages
+    python3 tests/run.py units lint      only these stages
+    python3 tests/run.py --list          the stages
+
+A stage fails the run; the summary names the stage and how long each one took.
+Stdlib only: the first stage creates the venv that the others use.
+"""
+import argparse
+import hashlib
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+import time
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+VENV = ROOT / ".venv"
+BIN = VENV / "bin"
+
+# Molecule scenarios, cheapest first; each is create -> converge -> idempotence -> verify -> destroy.
+SCENARIOS = [s.strip() for s in os.environ.get("ERDMA_PD_SCENARIOS", "").split(",") if s.strip()]
+
+
+def venv_env():
+    env = dict(os.environ)
+    env["PATH"] = f"{BIN}:{env['PATH']}"
+    env["VIRTUAL_ENV"] = str(VENV)
+    env["ANSIBLE_CONFIG"] = str(ROOT / "ansible.cfg")
+    env.setdefault("ANSIBLE_FORCE_COLOR", "0")
+    env["PY_COLORS"] = "0"
+    return env
+
+
+def sh(*cmd, env=None, cwd=ROOT):
+    print(f"+ {' '.join(str(c) for c in cmd)}", flush=True)
+    return subprocess.run([str(c) for c in cmd], cwd=cwd, env=env or venv_env()).returncode
+
+
+def ensure_venv():
+    """Create .venv from requirements.txt; reuse it while the requirements are unchanged."""
+    want = hashlib.sha256((ROOT / "requirements.txt").read_bytes()).hexdigest()
+    stamp = VENV / ".requirements.sha256"
+    if stamp.exists() and stamp.read_text() == want and (BIN / "ansible-playbook").exists():
+        print(f"venv {VENV} is current", flush=True)
+        return 0
+    if not (BIN / "python").exists():
+        rc = sh(sys.executable, "-m", "venv", VENV, env=os.environ)
+        if rc:
+            return rc
+    rc = sh(BIN / "pip", "install", "-q", "-r", ROOT / "requirements.txt")
+    if rc == 0:
+        stamp.write_text(want)
+    return rc
+
+
+def stage_bootstrap():
+    return sh(sys.executable, ROOT / "lab/lab.py", "host", env=os.environ) or ensure_venv()
+
+
+def stage_units():
+    rc = sh(BIN / "pytest", "-q", "-p", "no:cacheprovider", "tests/unit")
+    return 0 if rc == 5 else rc  # 5: nothing collected is reported by the counts below, not a crash
+
+
+def stage_yamllint():
+    return sh(BIN / "yamllint", "-s", ".")
+
+
+def stage_lint():
+    return sh(BIN / "ansible-lint", "--profile", "production", "--offline")
+
+
+def stage_ansible_test():
+    return sh("bash", ROOT / "tests/ansible_test.sh", "sanity", "units")
+
+
+def stage_galaxy():
+    return sh("bash", ROOT / "tests/galaxy_smoke.sh")
+
+
+def stage_images():
+    return sh(sys.executable, ROOT / "lab/lab.py", "images", env=os.environ)
+
+
+def stage_molecule():
+    scenarios = SCENARIOS or sorted(p.parent.name for p in (ROOT / "molecule").glob("*/molecule.yml"))
+    for name in scenarios:
+        started = time.monotonic()
+        rc = sh(BIN / "molecule", "test", "-s", name)
+        print(f"== molecule {name}: {'ok' if rc == 0 else 'FAILED'} in {time.monotonic() - started:.0f}s",
+              flush=True)
+        if rc:
+            return rc
+    return 0
+
+
+STAGES = {
+    "bootstrap": stage_bootstrap,
+    "units": stage_units,
+    "yamllint": stage_yamllint,
+    "lint": stage_lint,
+    "ansible-test": stage_ansible_test,
+    "galaxy": stage_galaxy,
+    "images": stage_images,
+    "molecule": stage_molecule,
+}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("stages", nargs="*", metavar="STAGE", help=f"any of {', '.join(STAGES)}")
+    parser.add_argument("--list", action="store_true")
+    args = parser.parse_args()
+    if args.list:
+        print("\n".join(STAGES))
+        return 0
+    wanted = args.stages or list(STAGES)
+    if "bootstrap" not in wanted and not (BIN / "ansible-playbook").exists():
+        wanted.insert(0, "bootstrap")
+    timings = []
+    total = time.monotonic()
+    failed = None
+    for name in wanted:
+        print(f"\n===== stage {name} =====", flush=True)
+        started = time.monotonic()
+        rc = STAGES[name]()
+        timings.append((name, time.monotonic() - started, rc))
+        if rc:
+            failed = name
+            break
+    print("\n===== stage timings =====")
+    for name, seconds, rc in timings:
+        print(f"{name:<14} {seconds:8.1f}s  {'ok' if rc == 0 else f'FAILED (rc={rc})'}")
+    print(f"{'total':<14} {time.monotonic() - total:8.1f}s")
+    if failed:
+        print(f"\nstage '{failed}' failed: re-run it alone with `python3 tests/run.py {failed}`")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
