@@ -1,0 +1,105 @@
+"""A stand-in for a vLLM engine: a small OpenAI-compatible HTTP server for the proxy's tests and benchmark.
+
+It is a fake on purpose: what is under test is the proxy's logic (routing, retries, streaming,
+cancellation), which needs backends that can be told to fail, stall or go away on cue. The real vLLM
+path is proven by the molecule scenario pd_e2e. Every request an engine receives is recorded.
+"""
+import asyncio
+import json
+import time
+
+from aiohttp import web
+
+
+class EngineStandIn:
+    """One fake engine. Behaviour knobs are plain attributes that a test may change at any time."""
+
+    def __init__(self, name="engine", kv_transfer_params=None):
+        self.name = name
+        self.kv_transfer_params = kv_transfer_params  # returned in answers, as P2P connectors do
+        self.healthy = True        # GET /health answers 200 or 503
+        self.fail_status = None    # answer completions with this status instead
+        self.delay = 0.0           # seconds before answering
+        self.chunk_delay = 0.0     # seconds between streamed chunks
+        self.received = []         # (path, body, headers) of every completion request
+        self.cancelled = 0         # requests whose client went away before the answer was complete
+        self.finished = 0          # requests answered completely
+        self.runner = None
+        self.url = None
+
+    # -- server lifecycle
+    async def start(self, host="127.0.0.1", port=0):
+        app = web.Application()
+        app.router.add_post("/v1/completions", self.completion)
+        app.router.add_post("/v1/chat/completions", self.completion)
+        app.router.add_get("/v1/models", self.models)
+        app.router.add_get("/health", self.health)
+        self.runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, host, port)
+        await site.start()
+        bound = site._server.sockets[0].getsockname()  # pylint: disable=protected-access
+        self.url = f"http://{bound[0]}:{bound[1]}"
+        return self
+
+    async def stop(self):
+        if self.runner:
+            await self.runner.cleanup()
+            self.runner = None
+
+    # -- handlers
+    async def health(self, _request):
+        return web.Response(status=200 if self.healthy else 503)
+
+    async def models(self, _request):
+        return web.json_response({"object": "list", "data": [{"id": "tiny", "object": "model",
+                                                              "owned_by": self.name}]})
+
+    async def completion(self, request):
+        body = await request.json()
+        self.received.append((request.path, body, request.headers.copy()))
+        try:
+            # A request may carry its own delay: the proxy forwards unknown fields untouched.
+            delay = body.get("standin_delay", self.delay)
+            if delay:
+                await asyncio.sleep(delay)
+            if self.fail_status:
+                return web.json_response({"error": {"message": f"{self.name} told to fail"}},
+                                         status=self.fail_status)
+            tokens = [f"{self.name}-t{i}" for i in range(body.get("max_tokens") or 16)]
+            if body.get("stream"):
+                return await self._stream(request, body, tokens)
+            answer = self._answer(request.path, body, tokens)
+            self.finished += 1
+            return web.json_response(answer)
+        except (asyncio.CancelledError, ConnectionResetError):
+            self.cancelled += 1
+            raise
+
+    def _answer(self, path, body, tokens):
+        text = " ".join(tokens)
+        choice = {"index": 0, "finish_reason": "length"}
+        if path.endswith("chat/completions"):
+            choice["message"] = {"role": "assistant", "content": text}
+        else:
+            choice["text"] = text
+        answer = {"id": f"cmpl-{self.name}-{len(self.received)}", "object": "text_completion",
+                  "created": int(time.time()), "model": body.get("model"), "choices": [choice],
+                  "usage": {"prompt_tokens": len(str(body.get("prompt", ""))), "completion_tokens": len(tokens)}}
+        if self.kv_transfer_params is not None:
+            answer["kv_transfer_params"] = self.kv_transfer_params
+        return answer
+
+    async def _stream(self, request, body, tokens):
+        out = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await out.prepare(request)
+        for token in tokens:
+            chunk = {"object": "text_completion", "model": body.get("model"),
+                     "choices": [{"index": 0, "text": token + " ", "finish_reason": None}]}
+            await out.write(f"data: {json.dumps(chunk)}\n\n".encode())
+            if self.chunk_delay:
+                await asyncio.sleep(self.chunk_delay)
+        await out.write(b"data: [DONE]\n\n")
+        await out.write_eof()
+        self.finished += 1
+        return out
