@@ -64,6 +64,10 @@ IMAGES = {
              "context": "images/vllm"},
 }
 
+# CAs this machine trusts beyond the distribution's (a TLS-inspecting proxy, a company CA):
+# the nodes get them too, or pip and curl inside the lab fail where they work on the host.
+LOCAL_CA_DIR = pathlib.Path("/usr/local/share/ca-certificates")
+
 NETWORK = "erdma-lab"
 SUBNET = "10.89.60.0/24"
 
@@ -135,9 +139,15 @@ def ensure_host():
 
 
 # ---------------------------------------------------------------- images
+def local_cas():
+    return sorted(LOCAL_CA_DIR.rglob("*.crt")) if LOCAL_CA_DIR.is_dir() else []
+
+
 def recipe_hash(name):
     recipe = dict(IMAGES[name], packages=BASE_PACKAGES)
     digest = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode())
+    for cert in local_cas():
+        digest.update(cert.read_bytes())
     if "from" in recipe:
         digest.update(recipe_hash(recipe["from"]).encode())
         for path in sorted((HERE / recipe["context"]).rglob("*")):
@@ -171,6 +181,7 @@ def build_rootfs_image(name, spec, wanted):
         run(cmd, capture=True)
         rootfs = pathlib.Path(root)
         (rootfs / "etc/machine-id").write_text("")
+        trust_local_cas(rootfs)
         # Nodes need no getty on a console that does not exist.
         for unit in ("getty@tty1.service", "console-getty.service"):
             with contextlib.suppress(FileNotFoundError):
@@ -181,6 +192,18 @@ def build_rootfs_image(name, spec, wanted):
              "--change", f"LABEL {RECIPE_LABEL}={wanted}",
              "-", image_ref(name)], stdin=tar.stdout, capture=True)
         tar.wait()
+
+
+def trust_local_cas(rootfs):
+    certs = local_cas()
+    if not certs:
+        return
+    target = rootfs / "usr/local/share/ca-certificates"
+    target.mkdir(parents=True, exist_ok=True)
+    for cert in certs:
+        shutil.copy2(cert, target / cert.name)
+    run(["chroot", str(rootfs), "update-ca-certificates"], capture=True)
+    say(f"nodes trust this machine's local CAs: {', '.join(c.name for c in certs)}")
 
 
 def build_derived_image(name, spec, wanted):

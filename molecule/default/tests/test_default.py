@@ -1,0 +1,49 @@
+"""The shared mechanics hold on every supported distribution (testinfra, podman connection)."""
+import os
+
+import pytest
+
+NODES = ["def-debian12", "def-ubuntu2204", "def-ubuntu2404"]
+testinfra_hosts = [f"podman://{n}" for n in NODES]
+UNIT = "/etc/systemd/system/erdma-pd-demo.service"
+
+
+def test_venv_holds_the_pinned_package(host):
+    out = host.check_output("/opt/erdma-pd/demo-venv/bin/pip show prometheus-client")
+    assert "Version: 0.21.1" in out
+
+
+def test_service_runs_as_its_own_user(host):
+    svc = host.service("erdma-pd-demo")
+    assert svc.is_running and svc.is_enabled
+    pid = host.check_output("systemctl show -p MainPID --value erdma-pd-demo")
+    assert host.check_output(f"ps -o user= -p {pid}") == "erdma-demo"
+
+
+def test_unit_is_managed_and_hardened(host):
+    unit = host.file(UNIT).content_string
+    assert "Ansible managed" in unit
+    for setting in ("NoNewPrivileges=yes", "ProtectSystem=strict", "PrivateTmp=yes", "Restart=on-failure"):
+        assert setting in unit
+
+
+def test_service_binds_to_the_host_address_only(host):
+    address = host.check_output("ip -4 -o route get 1.1.1.1 | sed -n 's/.* src \\([0-9.]*\\).*/\\1/p'")
+    listening = host.check_output("ss -Hltn 'sport = :9109'")
+    assert f"{address}:9109" in listening
+    assert "0.0.0.0:9109" not in listening and "*:9109" not in listening
+
+
+def test_exporter_answers_on_the_host_address(host):
+    address = host.check_output("ip -4 -o route get 1.1.1.1 | sed -n 's/.* src \\([0-9.]*\\).*/\\1/p'")
+    body = host.check_output(f"/opt/erdma-pd/demo-venv/bin/python -c \"import urllib.request;"
+                             f"print(urllib.request.urlopen('http://{address}:9109/metrics').read().decode())\"")
+    assert "python_info" in body
+
+
+def test_service_restarts_after_a_crash(host):
+    before = host.check_output("systemctl show -p MainPID --value erdma-pd-demo")
+    host.run(f"kill -9 {before}")
+    after = host.check_output("for i in $(seq 50); do p=$(systemctl show -p MainPID --value erdma-pd-demo);"
+                              f" [ \"$p\" != 0 ] && [ \"$p\" != {before} ] && echo $p && break; sleep 0.2; done")
+    assert after and after != before
