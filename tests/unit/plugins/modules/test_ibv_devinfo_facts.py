@@ -1,0 +1,112 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, erdma.pd maintainers
+# Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0)
+"""erdma.pd.ibv_devinfo_facts end to end: parse-only, and the run path through run_command with an
+`ibv_devinfo` stand-in on PATH that prints a recorded output (this machine has no RDMA)."""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import os
+import stat
+
+import pytest
+
+from ansible.module_utils import basic
+from ansible.module_utils.testing import patch_module_args
+
+from ansible_collections.erdma.pd.plugins.modules import ibv_devinfo_facts
+
+FIXTURES = os.path.join(os.path.dirname(__file__), "..", "..", "fixtures", "ibv_devinfo")
+
+
+class Exit(Exception):
+    def __init__(self, result, failed):
+        super(Exit, self).__init__(result.get("msg", ""))
+        self.result = result
+        self.failed = failed
+
+
+@pytest.fixture(autouse=True)
+def exits(monkeypatch):
+    def exit_json(self, **result):
+        raise Exit(result, False)
+
+    def fail_json(self, **result):
+        raise Exit(result, True)
+
+    monkeypatch.setattr(basic.AnsibleModule, "exit_json", exit_json)
+    monkeypatch.setattr(basic.AnsibleModule, "fail_json", fail_json)
+
+
+def run(args):
+    with patch_module_args(args):
+        with pytest.raises(Exit) as caught:
+            ibv_devinfo_facts.main()
+    return caught.value
+
+
+def stand_in(bin_dir, name, script):
+    """An executable that plays the real tool: records its argv, then does what `script` says."""
+    path = os.path.join(str(bin_dir), name)
+    with open(path, "w") as handle:
+        handle.write('#!/bin/sh\necho "$@" > "%s.argv"\n%s\n' % (path, script))
+    os.chmod(path, stat.S_IRWXU)
+    return path
+
+
+def fixture_path(name):
+    return os.path.abspath(os.path.join(FIXTURES, name))
+
+
+def test_parse_only_sets_rdma_devices(tmp_path):
+    with open(fixture_path("erdma_guide_verbose.txt")) as handle:
+        outcome = run({"output": handle.read()})
+    assert not outcome.failed
+    devices = outcome.result["ansible_facts"]["rdma_devices"]
+    assert devices[0]["ports"][0]["link_gbps"] == 25.0
+    assert outcome.result["cmd"] == []
+    assert outcome.result["changed"] is False
+
+
+def test_runs_ibv_devinfo_with_device_and_verbose(tmp_path, monkeypatch):
+    tool = stand_in(tmp_path, "ibv_devinfo", '/bin/cat "%s"' % fixture_path("erdma_guide_verbose.txt"))
+    monkeypatch.setenv("PATH", str(tmp_path))
+    outcome = run({"device": "erdma_0", "verbose": True})
+    assert not outcome.failed
+    with open(tool + ".argv") as handle:
+        assert handle.read().split() == ["-d", "erdma_0", "-v"]
+    assert outcome.result["cmd"] == [tool, "-d", "erdma_0", "-v"]
+    assert outcome.result["ansible_facts"]["rdma_devices"][0]["hca_id"] == "erdma_0"
+
+
+def test_no_devices_is_an_empty_list_even_with_a_failing_rc(tmp_path, monkeypatch):
+    stand_in(tmp_path, "ibv_devinfo", "echo 'No IB devices found' >&2; exit 255")
+    monkeypatch.setenv("PATH", str(tmp_path))
+    outcome = run({})
+    assert not outcome.failed
+    assert outcome.result["ansible_facts"]["rdma_devices"] == []
+
+
+def test_unknown_device_fails_with_the_tools_message(tmp_path, monkeypatch):
+    stand_in(tmp_path, "ibv_devinfo", "echo \"IB device 'erdma_9' wasn't found\" >&2; exit 255")
+    monkeypatch.setenv("PATH", str(tmp_path))
+    outcome = run({"device": "erdma_9"})
+    assert outcome.failed
+    assert "rc=255" in outcome.result["msg"] and "erdma_9" in outcome.result["msg"]
+
+
+def test_missing_binary_names_the_package(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    outcome = run({})
+    assert outcome.failed
+    assert "ibverbs-utils" in outcome.result["msg"]
+
+
+def test_cut_output_warns_and_keeps_complete_devices(tmp_path, monkeypatch):
+    stand_in(tmp_path, "ibv_devinfo", '/bin/cat "%s"' % fixture_path("rxe_verbose_cut.txt"))
+    monkeypatch.setenv("PATH", str(tmp_path))
+    outcome = run({"verbose": True})
+    assert not outcome.failed
+    assert [d["hca_id"] for d in outcome.result["ansible_facts"]["rdma_devices"]] == ["rxe_0"]

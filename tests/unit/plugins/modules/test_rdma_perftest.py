@@ -1,0 +1,146 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, erdma.pd maintainers
+# Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0)
+"""erdma.pd.rdma_perftest end to end: parse-only on recorded outputs, and the run path through the real
+`timeout` and `stdbuf` with a perftest stand-in on PATH that prints a recorded output."""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import os
+import stat
+
+import pytest
+
+from ansible.module_utils import basic
+from ansible.module_utils.testing import patch_module_args
+
+from ansible_collections.erdma.pd.plugins.modules import rdma_perftest
+
+FIXTURES = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "fixtures", "perftest"))
+SYSTEM_PATH = "/usr/bin:/bin"  # where coreutils' timeout and stdbuf live
+
+
+class Exit(Exception):
+    def __init__(self, result, failed):
+        super(Exit, self).__init__(result.get("msg", ""))
+        self.result = result
+        self.failed = failed
+
+
+@pytest.fixture(autouse=True)
+def exits(monkeypatch):
+    def exit_json(self, **result):
+        raise Exit(result, False)
+
+    def fail_json(self, **result):
+        raise Exit(result, True)
+
+    monkeypatch.setattr(basic.AnsibleModule, "exit_json", exit_json)
+    monkeypatch.setattr(basic.AnsibleModule, "fail_json", fail_json)
+
+
+def run(args, check_mode=False):
+    if check_mode:
+        args = dict(args, _ansible_check_mode=True)
+    with patch_module_args(args):
+        with pytest.raises(Exit) as caught:
+            rdma_perftest.main()
+    return caught.value
+
+
+def fixture(name):
+    with open(os.path.join(FIXTURES, name)) as handle:
+        return handle.read()
+
+
+@pytest.fixture
+def tool(tmp_path, monkeypatch):
+    """Install a stand-in perftest tool; returns a function(name, script) -> its path."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    monkeypatch.setenv("PATH", "%s:%s" % (bin_dir, SYSTEM_PATH))
+
+    def install(name, script):
+        path = str(bin_dir / name)
+        with open(path, "w") as handle:
+            handle.write('#!/bin/sh\necho "$@" > "%s.argv"\n%s\n' % (path, script))
+        os.chmod(path, stat.S_IRWXU)
+        return path
+
+    return install
+
+
+def test_parse_only_bandwidth_passes_without_threshold():
+    outcome = run({"output": fixture("ib_write_bw_bidir_all_sizes_report_gbits.txt")})
+    assert not outcome.failed
+    assert outcome.result["summary"]["bw_avg_gbps"] == 204.59
+    assert outcome.result["passed"] is True
+    assert len(outcome.result["rows"]) == 23
+
+
+def test_threshold_failure_states_measured_and_expected():
+    outcome = run({"output": fixture("ib_write_bw_bidir_duration_cpufreq_warning.txt"), "min_bw_gbps": 100.0})
+    assert outcome.failed
+    assert outcome.result["msg"] == (
+        "average bandwidth 98.02 Gb/s at 65536 bytes is below the expected minimum 100.00 Gb/s"
+    )
+    assert outcome.result["passed"] is False
+    assert outcome.result["summary"]["bw_avg_gbps"] == 98.02
+
+
+def test_latency_threshold_in_microseconds():
+    outcome = run({"output": fixture("ib_send_lat_rxe_client.txt"), "max_lat_us": 3.0})
+    assert outcome.failed and "3.25 us" in outcome.result["msg"] and "3.00 us" in outcome.result["msg"]
+
+
+def test_client_run_goes_through_timeout_and_stdbuf(tool):
+    path = tool("ib_write_bw", 'cat "%s/ib_write_bw_bidir_duration_cpufreq_warning.txt"' % FIXTURES)
+    outcome = run({"role": "client", "server": "10.0.0.12", "device": "erdma_0", "qps": 16, "timeout": 30})
+    assert not outcome.failed
+    cmd = outcome.result["cmd"]
+    assert cmd[:3] == ["/usr/bin/timeout", "--kill-after=5", "30"] and cmd[4] == "-oL" and cmd[5] == path
+    with open(path + ".argv") as handle:
+        assert handle.read().split() == ["-d", "erdma_0", "-p", "18515", "-q", "16", "-F", "--report_gbits",
+                                         "10.0.0.12"]
+    assert outcome.result["summary"]["bw_avg_gbps"] == 98.02
+    assert outcome.result["timed_out"] is False
+    assert any("Conflicting CPU" in line for line in outcome.result["warnings_in_output"])
+
+
+def test_check_mode_runs_nothing(tool):
+    path = tool("ib_write_bw", "exit 0")
+    outcome = run({"role": "client", "server": "10.0.0.12"}, check_mode=True)
+    assert not outcome.failed and outcome.result["skipped"] is True
+    assert not os.path.exists(path + ".argv")
+    assert outcome.result["cmd"][0] == "ib_write_bw"
+
+
+def test_timeout_stops_a_hanging_tool_and_says_so(tool):
+    tool("ib_write_bw", "exec sleep 30")
+    outcome = run({"role": "server", "timeout": 1})
+    assert outcome.failed
+    assert outcome.result["timed_out"] is True and outcome.result["rc"] == 124
+    assert "stopped after timeout=1s" in outcome.result["msg"]
+
+
+def test_latency_server_without_rows_succeeds(tool):
+    tool("ib_read_lat", 'cat "%s/ib_read_lat_mlx4_server.txt"' % FIXTURES)
+    outcome = run({"tool": "ib_read_lat", "role": "server"})
+    assert not outcome.failed
+    assert outcome.result["rows"] == []
+
+
+def test_standard_mode_connection_failure_points_at_compat_mode(tool):
+    tool("ib_write_bw", "echo ' Failed to modify QP to RTS'; echo \" Unable to Connect the HCA's through the link\"; exit 1")
+    outcome = run({"role": "client", "server": "10.0.0.12"})
+    assert outcome.failed
+    assert "Failed to modify QP to RTS" in outcome.result["msg"] and "compat_mode=Y" in outcome.result["msg"]
+
+
+def test_missing_tool_names_the_package(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    outcome = run({"role": "client", "server": "10.0.0.12", "tool": "ib_read_bw"})
+    assert outcome.failed
+    assert "ib_read_bw was not found" in outcome.result["msg"] and "perftest" in outcome.result["msg"]
