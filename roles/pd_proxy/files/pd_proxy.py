@@ -174,7 +174,8 @@ class Pool:
         return rotated[0]
 
     def summary(self):
-        return {"healthy": sum(b.healthy for b in self.backends), "total": len(self.backends)}
+        return {"healthy": sum(b.healthy for b in self.backends), "total": len(self.backends),
+                "backends": [{"url": b.url, "healthy": b.healthy, "inflight": b.inflight} for b in self.backends]}
 
 
 # ---------------------------------------------------------------- the proxy
@@ -473,6 +474,7 @@ def parse_args(argv):
                         help='JSON object sent as kv_transfer_params to prefill (P2P connectors), e.g. '
                              '\'{"do_remote_decode": true}\'')
     parser.add_argument("--log-level", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    parser.add_argument("--check-config", action="store_true", help="validate the configuration and exit")
     return parser.parse_args(argv)
 
 
@@ -486,11 +488,13 @@ def load_config(argv):
                 from_file = json.load(handle)
         except (OSError, ValueError) as exc:
             sys.exit(f"pd_proxy: cannot read config {args.config}: {exc}")
+        # Keys that start with "_" are comments (JSON has none), e.g. the "Ansible managed" line.
+        from_file = {k: v for k, v in from_file.items() if not k.startswith("_")}
         unknown = sorted(set(from_file) - set(DEFAULTS))
         if unknown:
             sys.exit(f"pd_proxy: unknown option(s) in {args.config}: {', '.join(unknown)}")
         config.update(from_file)
-    config.update({k: v for k, v in vars(args).items() if v is not None and k != "config"})
+    config.update({k: v for k, v in vars(args).items() if v is not None and k in DEFAULTS})
     problems = validate(config)
     if problems:
         sys.exit("pd_proxy: invalid configuration: " + "; ".join(problems))
@@ -533,7 +537,12 @@ async def serve(config):
 
 
 def main(argv=None):
-    config = load_config(sys.argv[1:] if argv is None else argv)
+    argv = sys.argv[1:] if argv is None else argv
+    config = load_config(argv)
+    if "--check-config" in argv:
+        print(f"pd_proxy: configuration OK: {len(config['prefill'])} prefill, {len(config['decode'])} decode "
+              f"backend(s), listening on {config['host']}:{config['port']}")
+        return 0
     logging.basicConfig(level=config["log_level"], format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     asyncio.run(serve(config))
     return 0
