@@ -4,6 +4,7 @@ It is a fake on purpose: what is under test is the proxy's logic (routing, retri
 cancellation), which needs backends that can be told to fail, stall or go away on cue. The real vLLM
 path is proven by the molecule scenario pd_e2e. Every request an engine receives is recorded.
 """
+import argparse
 import asyncio
 import json
 import time
@@ -32,6 +33,7 @@ class EngineStandIn:
         app = web.Application()
         app.router.add_post("/v1/completions", self.completion)
         app.router.add_post("/v1/chat/completions", self.completion)
+        app.router.add_post("/tokenize", self.tokenize)
         app.router.add_get("/v1/models", self.models)
         app.router.add_get("/health", self.health)
         self.runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
@@ -50,6 +52,12 @@ class EngineStandIn:
     # -- handlers
     async def health(self, _request):
         return web.Response(status=200 if self.healthy else 503)
+
+    async def tokenize(self, request):
+        """One token per word: enough for proxies (LMCache's) that tokenize before prefill."""
+        body = await request.json()
+        text = body.get("prompt") or json.dumps(body.get("messages"))
+        return web.json_response({"tokens": list(range(len(str(text).split()))), "count": 0})
 
     async def models(self, _request):
         return web.json_response({"object": "list", "data": [{"id": "tiny", "object": "model",
@@ -88,6 +96,8 @@ class EngineStandIn:
                   "usage": {"prompt_tokens": len(str(body.get("prompt", ""))), "completion_tokens": len(tokens)}}
         if self.kv_transfer_params is not None:
             answer["kv_transfer_params"] = self.kv_transfer_params
+        elif (body.get("kv_transfer_params") or {}).get("ret_first_tok"):
+            answer["kv_transfer_params"] = {"first_tok": 7}  # what LMCache's prefill hands its proxy
         return answer
 
     async def _stream(self, request, body, tokens):
@@ -103,3 +113,23 @@ class EngineStandIn:
         await out.write_eof()
         self.finished += 1
         return out
+
+
+async def serve_forever(names, host, ports):
+    engines = [await EngineStandIn(name).start(host, port) for name, port in zip(names, ports)]
+    print(" ".join(e.url for e in engines), flush=True)
+    await asyncio.Event().wait()
+
+
+def main():
+    """Run stand-ins as their own process (the benchmark keeps engines off the client's event loop)."""
+    parser = argparse.ArgumentParser(description="OpenAI-compatible stand-ins for vLLM engines")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, action="append", required=True, help="one per engine")
+    args = parser.parse_args()
+    names = [f"e{i}" for i in range(len(args.port))]
+    asyncio.run(serve_forever(names, args.host, args.port))
+
+
+if __name__ == "__main__":
+    main()

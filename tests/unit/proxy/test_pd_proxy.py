@@ -163,7 +163,7 @@ def test_decode_down_answers_503_and_recovers_when_it_returns():
             assert status == 503
             assert "no decode backend is available" in answer["error"]["message"]
             status, health = await t.get_text("/health")
-            assert status == 503 and json.loads(health)["decode"] == {"healthy": 0, "total": 1}
+            assert status == 503 and json.loads(health)["decode"]["healthy"] == 0
             t.decode[0] = await EngineStandIn("d0").start(port=port)
             await wait_until(lambda: t.proxy.decode.backends[0].healthy)
             status, answer = await t.post("/v1/completions", PROMPT)
@@ -254,8 +254,11 @@ def test_models_and_health():
             assert status == 200 and json.loads(models)["data"][0]["id"] == "tiny"
             status, health = await t.get_text("/health")
             assert status == 200
-            assert json.loads(health) == {"status": "ok", "prefill": {"healthy": 2, "total": 2},
-                                          "decode": {"healthy": 1, "total": 1}}
+            health = json.loads(health)
+            assert health["status"] == "ok"
+            assert (health["prefill"]["healthy"], health["prefill"]["total"]) == (2, 2)
+            assert health["decode"] == {"healthy": 1, "total": 1, "backends": [
+                {"url": t.decode[0].url, "healthy": True, "inflight": 0}]}
     run(scenario())
 
 
@@ -286,8 +289,8 @@ def test_metrics_count_requests_errors_latencies_and_inflight():
 # ---------------------------------------------------------------- configuration and the real process
 def test_config_file_then_command_line(tmp_path):
     path = tmp_path / "proxy.json"
-    path.write_text(json.dumps({"prefill": ["http://10.0.0.1:8100"], "decode": ["http://10.0.0.2:8200"],
-                                "port": 9100, "policy": "round_robin"}))
+    path.write_text(json.dumps({"_managed": "a comment", "prefill": ["http://10.0.0.1:8100"],
+                                "decode": ["http://10.0.0.2:8200"], "port": 9100, "policy": "round_robin"}))
     config = pd_proxy.load_config(["--config", str(path), "--port", "9200", "--decode", "http://d:1"])
     assert (config["host"], config["port"], config["policy"]) == ("127.0.0.1", 9200, "round_robin")
     assert config["prefill"] == ["http://10.0.0.1:8100"] and config["decode"] == ["http://d:1"]
@@ -305,6 +308,18 @@ def test_invalid_config_stops_with_a_message(tmp_path, content, message):
     with pytest.raises(SystemExit) as stop:
         pd_proxy.load_config(["--config", str(path)])
     assert message in str(stop.value.code)
+
+
+def test_check_config_validates_and_exits(tmp_path):
+    path = tmp_path / "proxy.json"
+    path.write_text(json.dumps({"prefill": ["http://p:1"], "decode": ["http://d:1", "http://d:2"]}))
+    done = subprocess.run([sys.executable, str(PROXY_FILE), "--config", str(path), "--check-config"],
+                          capture_output=True, text=True, timeout=30, check=False)
+    assert done.returncode == 0 and "1 prefill, 2 decode backend(s)" in done.stdout
+    path.write_text("{")
+    done = subprocess.run([sys.executable, str(PROXY_FILE), "--config", str(path), "--check-config"],
+                          capture_output=True, text=True, timeout=30, check=False)
+    assert done.returncode == 1 and f"cannot read config {path}" in done.stderr
 
 
 def free_port():
