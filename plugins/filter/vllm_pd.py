@@ -1,0 +1,56 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, erdma.pd maintainers
+# Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0)
+"""Filters of the vllm_pd role; the logic lives in module_utils/vllm_pd.py (unit-tested there)."""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+from ansible.errors import AnsibleFilterError
+
+from ansible_collections.erdma.pd.plugins.module_utils import vllm_pd
+
+
+def _wrap(func):
+    def run(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except vllm_pd.SettingsError as exc:
+            raise AnsibleFilterError(str(exc))
+    run.__name__ = func.__name__
+    run.__doc__ = func.__doc__
+    return run
+
+
+def connector_config(settings):
+    return vllm_pd.connector_config(dict(settings))
+
+
+def engine_args(settings):
+    return vllm_pd.engine_args(dict(settings))
+
+
+def systemd_command(argv):
+    return vllm_pd.systemd_command_line(list(argv))
+
+
+def consistency(hosts):
+    return vllm_pd.consistency_problems(dict((k, dict(v)) for k, v in dict(hosts).items()))
+
+
+def missing_pins(pins, installed):
+    return vllm_pd.missing_pins(list(pins or []), dict(installed or {}))
+
+
+class FilterModule(object):
+    """vllm_pd filters."""
+
+    def filters(self):
+        return {
+            "vllm_pd_connector_config": _wrap(connector_config),
+            "vllm_pd_engine_args": _wrap(engine_args),
+            "vllm_pd_systemd_command": _wrap(systemd_command),
+            "vllm_pd_consistency": _wrap(consistency),
+            "vllm_pd_missing_pins": _wrap(missing_pins),
+        }
