@@ -1,0 +1,340 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, erdma.pd maintainers
+# Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0)
+"""Manage one container through the nerdctl, docker or podman command line.
+
+The three tools take the same `run` flags and print docker-compatible `container inspect` JSON, but
+not all of it: nerdctl before 2.0 has no HostConfig and no Config.Env/Cmd (only Labels, Path/Args,
+State, Mounts), podman prints RLIMIT_* ulimit names and a string entrypoint. So the decision to
+recreate rests on a hash of the desired configuration, kept in a label on the container; the
+inspect output adds a per-field diff (what a person reads) for the fields the tool does print,
+and catches changes made behind the module's back.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import hashlib
+import json
+import os
+import re
+
+HASH_LABEL = "io.erdma-pd.config-hash"
+FLAVOURS = ("nerdctl", "docker", "podman")
+RESTART_POLICIES = ("no", "always", "unless-stopped", "on-failure")
+
+# The parameters that make up a container's configuration (the hash covers exactly these).
+CONFIG_KEYS = ("image", "entrypoint", "command", "env", "volumes", "ulimits", "gpus", "network", "ipc",
+               "privileged", "cap_add", "restart_policy", "labels", "hostname", "user", "workdir",
+               "published_ports", "shm_size", "extra_args")
+
+_ULIMIT = re.compile(r"^([A-Za-z_]+)=(-?\d+|unlimited)(?::(-?\d+|unlimited))?$")
+
+
+class ContainerError(Exception):
+    """A parameter or a tool answer that the module cannot accept (message for the user)."""
+
+
+def flavour_of(executable):
+    """nerdctl, docker or podman, from the executable's name (a path is fine)."""
+    base = os.path.basename(str(executable))
+    for flavour in FLAVOURS:
+        if base == flavour or base.startswith(flavour + "-") or base.startswith(flavour + "."):
+            return flavour
+    raise ContainerError("executable %r is none of %s: give the path of one of them" % (executable, ", ".join(FLAVOURS)))
+
+
+# ---------------------------------------------------------------- normalisation
+def _ulimit_value(text):
+    return -1 if text in ("unlimited", "-1") else int(text)
+
+
+def parse_ulimit(spec):
+    """'memlock=-1' -> ('memlock', -1, -1); 'nofile=1024:2048' -> ('nofile', 1024, 2048)."""
+    match = _ULIMIT.match(str(spec).strip())
+    if not match:
+        raise ContainerError("ulimit %r is not NAME=SOFT[:HARD] (e.g. memlock=-1, stack=67108864)" % (spec,))
+    name = normalize_ulimit_name(match.group(1))
+    soft = _ulimit_value(match.group(2))
+    hard = _ulimit_value(match.group(3)) if match.group(3) is not None else soft
+    return name, soft, hard
+
+
+def normalize_ulimit_name(name):
+    name = str(name).lower()
+    return name[len("rlimit_"):] if name.startswith("rlimit_") else name
+
+
+def normalize_cap(cap):
+    cap = str(cap).strip().upper()
+    return cap if cap.startswith("CAP_") else "CAP_" + cap
+
+
+def parse_volume(spec):
+    """'SRC:DST[:OPTS]' -> (src, dst, 'ro'|'rw', other options sorted)."""
+    parts = str(spec).split(":")
+    if len(parts) < 2 or not parts[0] or not parts[1]:
+        raise ContainerError("volume %r is not SOURCE:DESTINATION[:OPTIONS]" % (spec,))
+    options = parts[2].split(",") if len(parts) > 2 and parts[2] else []
+    mode = "ro" if "ro" in options else "rw"
+    rest = sorted(o for o in options if o not in ("ro", "rw"))
+    return parts[0], parts[1], mode, rest
+
+
+def desired_config(params):
+    """The module parameters as a canonical configuration (the hash input and the diff's 'after')."""
+    entrypoint = params.get("entrypoint")
+    if entrypoint is not None and not isinstance(entrypoint, list):
+        entrypoint = [str(entrypoint)]
+    ulimits = {}
+    for spec in params.get("ulimits") or []:
+        name, soft, hard = parse_ulimit(spec)
+        ulimits[name] = "%d:%d" % (soft, hard)
+    volumes = []
+    for spec in params.get("volumes") or []:
+        src, dst, mode, rest = parse_volume(spec)
+        volumes.append(":".join([src, dst, ",".join([mode] + rest)]))
+    policy = params.get("restart_policy") or "no"
+    if policy.split(":")[0] not in RESTART_POLICIES:
+        raise ContainerError("restart_policy %r is none of %s" % (policy, ", ".join(RESTART_POLICIES)))
+    labels = dict((str(k), str(v)) for k, v in (params.get("labels") or {}).items())
+    if HASH_LABEL in labels:
+        raise ContainerError("the label %s is the module's own: do not set it" % HASH_LABEL)
+    return {
+        "image": params["image"],
+        "entrypoint": entrypoint,
+        "command": [str(a) for a in params.get("command") or []],
+        "env": dict(sorted((str(k), str(v)) for k, v in (params.get("env") or {}).items())),
+        "volumes": sorted(volumes),
+        "ulimits": dict(sorted(ulimits.items())),
+        "gpus": params.get("gpus") or None,
+        "network": params.get("network") or None,
+        "ipc": params.get("ipc") or None,
+        "privileged": bool(params.get("privileged")),
+        "cap_add": sorted(set(normalize_cap(c) for c in params.get("cap_add") or [])),
+        "restart_policy": policy,
+        "labels": dict(sorted(labels.items())),
+        "hostname": params.get("hostname") or None,
+        "user": params.get("user") or None,
+        "workdir": params.get("workdir") or None,
+        "published_ports": sorted(str(p) for p in params.get("published_ports") or []),
+        "shm_size": params.get("shm_size") or None,
+        "extra_args": [str(a) for a in params.get("extra_args") or []],
+    }
+
+
+def config_hash(config):
+    """A stable digest of a desired configuration (the label that decides recreation)."""
+    canonical = json.dumps(dict((k, config.get(k)) for k in CONFIG_KEYS), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:32]
+
+
+# ---------------------------------------------------------------- command lines
+def run_args(flavour, name, config, detach=True, pull=None, stop_timeout=None):
+    """Arguments after the executable that create (and with detach, start) the container."""
+    args = ["run", "--detach"] if detach else ["create"]
+    args += ["--name", name]
+    if pull:
+        args += ["--pull", pull]
+    if stop_timeout is not None:
+        args += ["--stop-timeout", str(stop_timeout)]
+    for key, value in config["env"].items():
+        args += ["--env", "%s=%s" % (key, value)]
+    for volume in config["volumes"]:
+        args += ["--volume", volume]
+    for ulimit, value in config["ulimits"].items():
+        soft, hard = value.split(":")
+        args += ["--ulimit", "%s=%s" % (ulimit, soft if soft == hard else value)]
+    if config["gpus"]:
+        if flavour == "podman":
+            # podman takes GPUs as CDI devices (nvidia-ctk cdi generate) rather than --gpus.
+            gpus = config["gpus"].strip('"')
+            devices = ["all"] if gpus == "all" else gpus.replace("device=", "").split(",")
+            for device in devices:
+                args += ["--device", "nvidia.com/gpu=%s" % device]
+        else:
+            args += ["--gpus", config["gpus"]]
+    if config["network"]:
+        args += ["--network", config["network"]]
+    if config["ipc"]:
+        args += ["--ipc", config["ipc"]]
+    if config["privileged"]:
+        args.append("--privileged")
+    for cap in config["cap_add"]:
+        args += ["--cap-add", cap]
+    args += ["--restart", config["restart_policy"]]
+    for key, value in config["labels"].items():
+        args += ["--label", "%s=%s" % (key, value)]
+    args += ["--label", "%s=%s" % (HASH_LABEL, config_hash(config))]
+    for key, flag in (("hostname", "--hostname"), ("user", "--user"), ("workdir", "--workdir"),
+                      ("shm_size", "--shm-size")):
+        if config[key]:
+            args += [flag, str(config[key])]
+    for port in config["published_ports"]:
+        args += ["--publish", port]
+    if config["entrypoint"] is not None:
+        # --entrypoint takes one word; the rest of a longer entrypoint goes before the command.
+        args += ["--entrypoint", config["entrypoint"][0] if config["entrypoint"] else ""]
+    args += config["extra_args"]
+    args.append(config["image"])
+    if config["entrypoint"]:
+        args += config["entrypoint"][1:]
+    args += config["command"]
+    return args
+
+
+def inspect_args(name):
+    return ["container", "inspect", name]
+
+
+def is_missing(rc, stdout, stderr):
+    """Whether `container inspect` failed because the container does not exist."""
+    if rc == 0:
+        return False
+    text = ("%s %s" % (stdout, stderr)).lower()
+    return "no such container" in text or "no such object" in text or "not found" in text
+
+
+# ---------------------------------------------------------------- inspect parsing
+def parse_inspect(text):
+    """`container inspect` JSON (a list with one object, or the object) -> the object, or None."""
+    data = json.loads(text) if isinstance(text, str) else text
+    if isinstance(data, list):
+        if not data:
+            return None
+        data = data[0]
+    if not isinstance(data, dict):
+        raise ContainerError("container inspect printed something that is not a container object")
+    return data
+
+
+def actual_config(data):
+    """What the inspect object says about the keys we compare; None where the tool does not print it."""
+    config = data.get("Config") or {}
+    host = data.get("HostConfig")
+    state = data.get("State") or {}
+    labels = dict(config.get("Labels") or {})
+    image = config.get("Image") or data.get("ImageName") or data.get("Image")
+    if image and str(image).startswith("sha256:"):
+        image = None
+    argv = None
+    if data.get("Path"):
+        argv = [data["Path"]] + list(data.get("Args") or [])
+    env = None
+    if config.get("Env") is not None:
+        env = {}
+        for item in config["Env"]:
+            key, _, value = item.partition("=")
+            env[key] = value
+    volumes = None
+    if data.get("Mounts") is not None:
+        volumes = sorted("%s:%s:%s" % (m.get("Source"), m.get("Destination"), "rw" if m.get("RW", True) else "ro")
+                         for m in data.get("Mounts") or [] if m.get("Type", "bind") == "bind")
+    ulimits = privileged = network = policy = None
+    if host is not None:
+        if host.get("Ulimits") is not None:
+            ulimits = dict((normalize_ulimit_name(u["Name"]), "%d:%d" % (u["Soft"], u["Hard"]))
+                           for u in host.get("Ulimits") or [])
+        privileged = bool(host.get("Privileged"))
+        network = host.get("NetworkMode") or None
+        policy = ((host.get("RestartPolicy") or {}).get("Name") or "no")
+    return {
+        "image": image,
+        "argv": argv,
+        "env": env,
+        "volumes": volumes,
+        "ulimits": ulimits,
+        "privileged": privileged,
+        "network": network,
+        "restart_policy": policy,
+        "labels": labels,
+        "hash": labels.get(HASH_LABEL),
+        "status": state.get("Status") or ("running" if state.get("Running") else "unknown"),
+        "running": bool(state.get("Running")),
+        "id": data.get("Id"),
+    }
+
+
+def _short_image(name):
+    """docker.io/library/alpine:latest and alpine compare equal."""
+    name = str(name)
+    if "@" not in name and ":" not in name.rsplit("/", 1)[-1]:
+        name += ":latest"
+    for prefix in ("docker.io/library/", "docker.io/", "index.docker.io/library/"):
+        if name.startswith(prefix):
+            return name[len(prefix):]
+    return name
+
+
+def differences(desired, actual):
+    """Fields whose actual value differs from the desired one: {field: (before, after)}.
+
+    Only what the tool printed is compared, and only the part we manage (env keys, labels, ulimits and
+    volumes that we set: the image and the runtime add their own). The hash label covers the rest.
+    """
+    diff = {}
+    if actual["image"] is not None and _short_image(actual["image"]) != _short_image(desired["image"]):
+        diff["image"] = (actual["image"], desired["image"])
+    if actual["argv"] is not None:
+        wanted = (desired["entrypoint"] or []) + desired["command"]
+        if desired["entrypoint"] is not None:
+            if actual["argv"] != wanted:
+                diff["command"] = (actual["argv"], wanted)
+        elif desired["command"] and actual["argv"][-len(desired["command"]):] != desired["command"]:
+            diff["command"] = (actual["argv"], desired["command"])
+    if actual["env"] is not None:
+        changed = dict((k, v) for k, v in desired["env"].items() if actual["env"].get(k) != v)
+        if changed:
+            diff["env"] = (dict((k, actual["env"].get(k)) for k in changed), changed)
+    if actual["volumes"] is not None:
+        have = set(v for v in actual["volumes"])
+        wanted = set(":".join(v.split(":")[:2] + [v.split(":")[2].split(",")[0]]) for v in desired["volumes"])
+        if not wanted <= have:
+            diff["volumes"] = (sorted(have), sorted(wanted))
+    if actual["ulimits"] is not None:
+        changed = dict((k, v) for k, v in desired["ulimits"].items() if actual["ulimits"].get(k) != v)
+        if changed:
+            diff["ulimits"] = (dict((k, actual["ulimits"].get(k)) for k in changed), changed)
+    if actual["privileged"] is not None and actual["privileged"] != desired["privileged"]:
+        diff["privileged"] = (actual["privileged"], desired["privileged"])
+    if actual["network"] is not None and desired["network"] in ("host", "none") \
+            and actual["network"] != desired["network"]:
+        diff["network"] = (actual["network"], desired["network"])
+    if actual["restart_policy"] is not None and \
+            actual["restart_policy"] != desired["restart_policy"].split(":")[0]:
+        diff["restart_policy"] = (actual["restart_policy"], desired["restart_policy"])
+    labels = dict((k, v) for k, v in desired["labels"].items() if actual["labels"].get(k) != v)
+    if labels:
+        diff["labels"] = (dict((k, actual["labels"].get(k)) for k in labels), labels)
+    wanted_hash = config_hash(desired)
+    if actual["hash"] != wanted_hash:
+        diff["config_hash"] = (actual["hash"], wanted_hash)
+    return diff
+
+
+# ---------------------------------------------------------------- the decision
+def plan(state, desired, actual, recreate=False, restart=False):
+    """The actions that bring the container from `actual` (None: absent) to `state`.
+
+    Returns (actions, diff): actions among remove, create, start, stop, restart (in order); create
+    starts the container when state is started.
+    """
+    if state == "absent":
+        return (["remove"] if actual is not None else []), {}
+    diff = differences(desired, actual) if actual is not None else {}
+    actions = []
+    if actual is None:
+        actions.append("create")
+    elif diff or recreate:
+        actions += ["remove", "create"]
+    if "create" in actions:
+        return actions, diff
+    if state == "started":
+        if not actual["running"]:
+            actions.append("start")
+        elif restart:
+            actions.append("restart")
+    elif state == "stopped" and actual["running"]:
+        actions.append("stop")
+    return actions, diff

@@ -1,0 +1,351 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, erdma.pd maintainers
+# Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+---
+module: nerdctl_container
+short_description: Manage a container with nerdctl, docker or podman, recreating it only when its configuration changed
+version_added: 0.1.0
+description:
+  - Creates, starts, stops, restarts and removes one container through the command line of C(nerdctl) (containerd),
+    C(docker) or C(podman); the three take the same C(run) flags.
+  - The desired configuration (image, entrypoint, command, environment, volumes, ulimits, GPUs, network, IPC,
+    privileges, capabilities, restart policy, labels, ...) is hashed into the label C(io.erdma-pd.config-hash).
+    The container is recreated only when that hash differs or when C(container inspect) shows a managed field
+    that differs (a change made by hand); otherwise nothing happens.
+  - Check mode reports what would happen; diff mode shows the fields that differ.
+  - Given O(inspect_output), the module runs nothing and reports what it would do against that recorded
+    C(container inspect) output (parse-only mode).
+author: erdma.pd maintainers
+options:
+  name:
+    description: Container name.
+    type: str
+    required: true
+  executable:
+    description:
+      - The container CLI, C(nerdctl), C(docker) or C(podman), or a path to one of them.
+      - With C(podman), O(gpus) becomes CDI devices (C(--device nvidia.com/gpu=...)).
+    type: str
+    default: nerdctl
+  state:
+    description:
+      - V(started) creates the container if needed and makes sure it runs; V(stopped) makes sure it does not run
+        (creating it if needed); V(present) creates it without starting it; V(absent) removes it.
+    type: str
+    choices: [started, stopped, present, absent]
+    default: started
+  image:
+    description: Image reference. Required unless O(state=absent).
+    type: str
+  pull:
+    description: Pull policy passed as C(--pull) when the container is created.
+    type: str
+    choices: [always, missing, never]
+  entrypoint:
+    description: Overrides the image's entrypoint (C(--entrypoint)).
+    type: str
+  command:
+    description: Arguments after the image.
+    type: list
+    elements: str
+    default: []
+  env:
+    description: Environment variables.
+    type: dict
+    default: {}
+  volumes:
+    description: Bind mounts as C(SOURCE:DESTINATION[:OPTIONS]) (for example C(/data/models:/data/models:ro)).
+    type: list
+    elements: str
+    default: []
+  ulimits:
+    description: Resource limits as C(NAME=SOFT[:HARD]), for example C(memlock=-1) and C(stack=67108864).
+    type: list
+    elements: str
+    default: []
+  gpus:
+    description: GPUs for the container, as C(--gpus) takes them (V(all), C("device=0,1")).
+    type: str
+  network:
+    description: Network (C(--network)), for example V(host).
+    type: str
+  ipc:
+    description: IPC namespace (C(--ipc)), for example V(host).
+    type: str
+  privileged:
+    description: Run privileged.
+    type: bool
+    default: false
+  cap_add:
+    description: Capabilities to add (with or without the C(CAP_) prefix).
+    type: list
+    elements: str
+    default: []
+  restart_policy:
+    description: Restart policy (C(no), C(always), C(unless-stopped), C(on-failure[:N])).
+    type: str
+    default: "no"
+  labels:
+    description: Labels. C(io.erdma-pd.config-hash) is the module's own.
+    type: dict
+    default: {}
+  hostname:
+    description: Hostname inside the container.
+    type: str
+  user:
+    description: User (and group) the process runs as.
+    type: str
+  workdir:
+    description: Working directory inside the container.
+    type: str
+  published_ports:
+    description: Ports to publish (C(--publish)), as the CLI takes them.
+    type: list
+    elements: str
+    default: []
+  shm_size:
+    description: Size of C(/dev/shm) (C(--shm-size)).
+    type: str
+  extra_args:
+    description: Further C(run) arguments, placed before the image; part of the configuration hash.
+    type: list
+    elements: str
+    default: []
+  stop_timeout:
+    description: Seconds to wait for a clean stop before the container is killed (stop, restart, remove).
+    type: int
+    default: 30
+  recreate:
+    description: Recreate the container even when its configuration did not change.
+    type: bool
+    default: false
+  restart:
+    description:
+      - Restart the running container when it is not (re)created in this run, for example because a file it
+        mounts changed or a service it registered with restarted.
+    type: bool
+    default: false
+  inspect_output:
+    description:
+      - Recorded output of C(container inspect NAME) (C([]) for a missing container). The module then runs
+        nothing and returns the actions it would take and the diff.
+    type: str
+notes:
+  - nerdctl before 2.0 prints neither C(HostConfig) nor C(Config.Env) in C(container inspect); the configuration
+    hash label still detects every change made through this module.
+seealso:
+  - name: nerdctl command reference
+    link: https://github.com/containerd/nerdctl/blob/main/docs/command-reference.md
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: full
+"""
+
+EXAMPLES = r"""
+- name: Run the guide's prefill engine with nerdctl
+  erdma.pd.nerdctl_container:
+    name: vllm-pd-prefill
+    image: localhost/erdma-pd-vllm:3f2a9c1b7d4e
+    entrypoint: vllm
+    command: [serve, /data/models/Qwen2.5-7B-Instruct, --port, "7100",
+              --kv-transfer-config, '{"kv_connector":"LMCacheConnectorV1","kv_role":"kv_producer"}']
+    env:
+      LMCACHE_CONFIG_FILE: /etc/vllm-pd/vllm-pd-prefill.yaml
+      PYTHONHASHSEED: "0"
+    volumes: [/data/models:/data/models:ro, /etc/vllm-pd:/etc/vllm-pd:ro]
+    gpus: all
+    ipc: host
+    network: host
+    privileged: true
+    cap_add: [SYS_ADMIN]
+    ulimits: [memlock=-1, stack=67108864]
+    restart_policy: unless-stopped
+
+- name: The same container through podman, stopped
+  erdma.pd.nerdctl_container:
+    name: demo
+    executable: podman
+    image: docker.io/library/alpine:3.20
+    command: [sleep, infinity]
+    state: stopped
+
+- name: What would change, against an inspect output recorded on a host
+  erdma.pd.nerdctl_container:
+    name: vllm-pd-decode
+    image: localhost/erdma-pd-vllm:3f2a9c1b7d4e
+    inspect_output: "{{ lookup('ansible.builtin.file', 'inspect-vllm-pd-decode.json') }}"
+  register: plan
+"""
+
+RETURN = r"""
+actions:
+  description: What was (or, in check mode and parse-only mode, would be) done, in order.
+  returned: always
+  type: list
+  elements: str
+  sample: [remove, create]
+config_hash:
+  description: The hash of the desired configuration (value of the label C(io.erdma-pd.config-hash)).
+  returned: unless state is absent
+  type: str
+  sample: 0f3c5e7a9b1d2f4e6a8c0e2d4f6b8a1c
+differences:
+  description: Managed fields whose actual value differs from the desired one, as C(before) and C(after).
+  returned: always
+  type: dict
+  sample: {env: {before: {PYTHONHASHSEED: "1"}, after: {PYTHONHASHSEED: "0"}}}
+command:
+  description: The command line that created the container (when it was created in this run).
+  returned: when the container was (or would be) created
+  type: list
+  elements: str
+container:
+  description: The C(container inspect) object after the change (empty when absent or in check mode).
+  returned: always
+  type: dict
+status:
+  description: The container's state before the run (C(absent), C(running), C(exited), C(created), ...).
+  returned: always
+  type: str
+  sample: running
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.erdma.pd.plugins.module_utils import nerdctl_container as nc
+
+
+def argument_spec():
+    return dict(
+        name=dict(type="str", required=True),
+        executable=dict(type="str", default="nerdctl"),
+        state=dict(type="str", default="started", choices=["started", "stopped", "present", "absent"]),
+        image=dict(type="str"),
+        pull=dict(type="str", choices=["always", "missing", "never"]),
+        entrypoint=dict(type="str"),
+        command=dict(type="list", elements="str", default=[]),
+        env=dict(type="dict", default={}),
+        volumes=dict(type="list", elements="str", default=[]),
+        ulimits=dict(type="list", elements="str", default=[]),
+        gpus=dict(type="str"),
+        network=dict(type="str"),
+        ipc=dict(type="str"),
+        privileged=dict(type="bool", default=False),
+        cap_add=dict(type="list", elements="str", default=[]),
+        restart_policy=dict(type="str", default="no"),
+        labels=dict(type="dict", default={}),
+        hostname=dict(type="str"),
+        user=dict(type="str"),
+        workdir=dict(type="str"),
+        published_ports=dict(type="list", elements="str", default=[]),
+        shm_size=dict(type="str"),
+        extra_args=dict(type="list", elements="str", default=[]),
+        stop_timeout=dict(type="int", default=30),
+        recreate=dict(type="bool", default=False),
+        restart=dict(type="bool", default=False),
+        inspect_output=dict(type="str"),
+    )
+
+
+class Cli(object):
+    def __init__(self, module):
+        self.module = module
+        self.flavour = nc.flavour_of(module.params["executable"])
+        self.path = module.get_bin_path(module.params["executable"], required=module.params["inspect_output"] is None)
+
+    def run(self, args, check=True):
+        rc, out, err = self.module.run_command([self.path] + args)
+        if check and rc != 0:
+            self.module.fail_json(msg="%s %s failed (rc=%d): %s" % (self.flavour, " ".join(args[:2]), rc,
+                                                                    (err or out).strip()),
+                                  rc=rc, stdout=out, stderr=err, cmd=[self.path] + args)
+        return rc, out, err
+
+    def inspect(self, name):
+        rc, out, err = self.run(nc.inspect_args(name), check=False)
+        if nc.is_missing(rc, out, err) or (rc == 0 and out.strip() in ("", "[]")):
+            return None
+        if rc != 0:
+            self.module.fail_json(msg="%s container inspect %s failed (rc=%d): %s" % (self.flavour, name, rc,
+                                                                                     (err or out).strip()))
+        return nc.parse_inspect(out)
+
+
+def main():
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True,
+                           required_if=[("state", "started", ["image"]), ("state", "stopped", ["image"]),
+                                        ("state", "present", ["image"])])
+    p = module.params
+    try:
+        flavour = nc.flavour_of(p["executable"])
+        desired = nc.desired_config(p) if p["state"] != "absent" else None
+    except nc.ContainerError as exc:
+        module.fail_json(msg=str(exc))
+
+    parse_only = p["inspect_output"] is not None
+    cli = None if parse_only else Cli(module)
+    try:
+        data = nc.parse_inspect(p["inspect_output"]) if parse_only else cli.inspect(p["name"])
+    except (ValueError, nc.ContainerError) as exc:
+        module.fail_json(msg="cannot read the container inspect output: %s" % exc)
+    actual = nc.actual_config(data) if data is not None else None
+    actions, diff = nc.plan(p["state"], desired, actual, recreate=p["recreate"], restart=p["restart"])
+
+    result = dict(changed=bool(actions) and not parse_only, actions=actions,
+                  status=actual["status"] if actual else "absent",
+                  differences=dict((k, dict(before=v[0], after=v[1])) for k, v in diff.items()),
+                  container={})
+    if desired is not None:
+        result["config_hash"] = nc.config_hash(desired)
+        create_args = nc.run_args(flavour, p["name"], desired, detach=p["state"] == "started", pull=p["pull"],
+                                  stop_timeout=p["stop_timeout"])
+        if "create" in actions:
+            result["command"] = [p["executable"]] + create_args
+    if module._diff:
+        before = dict((k, v[0]) for k, v in diff.items())
+        after = dict((k, v[1]) for k, v in diff.items())
+        if actual is None and desired is not None:
+            before, after = {"state": "absent"}, dict(desired, state=p["state"])
+        elif p["state"] == "absent" and actual is not None:
+            before, after = {"state": actual["status"]}, {"state": "absent"}
+        elif "start" in actions or "stop" in actions:
+            before["state"] = actual["status"]
+            after["state"] = "running" if "start" in actions else "stopped"
+        result["diff"] = dict(before=before, after=after)
+
+    if parse_only or module.check_mode or not actions:
+        if not parse_only and not module.check_mode and data is not None:
+            result["container"] = data
+        module.exit_json(**result)
+
+    timeout = str(p["stop_timeout"])
+    for action in actions:
+        if action == "remove":
+            # A clean stop first (rm has no stop timeout in nerdctl and docker), then the removal.
+            if actual is not None and actual["running"]:
+                cli.run(["stop", "--time", timeout, p["name"]])
+            cli.run(["rm", "--force", p["name"]])
+        elif action == "create":
+            cli.run(create_args)
+        elif action == "start":
+            cli.run(["start", p["name"]])
+        elif action == "stop":
+            cli.run(["stop", "--time", timeout, p["name"]])
+        elif action == "restart":
+            cli.run(["restart", "--time", timeout, p["name"]])
+    if p["state"] != "absent":
+        result["container"] = cli.inspect(p["name"]) or {}
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
