@@ -1,0 +1,40 @@
+"""The role's README table, its argument_specs and its defaults describe the same variables."""
+import json
+import pathlib
+import re
+
+import yaml
+
+ROLE = pathlib.Path(__file__).resolve().parents[3] / "roles" / "pd_proxy"
+ROW = re.compile(r"^\| `(pd_proxy_[a-z_]+)` \| [^|]+ \| `([^`]*)` \|")
+
+
+def spec_options():
+    specs = yaml.safe_load((ROLE / "meta" / "argument_specs.yml").read_text())
+    return specs["argument_specs"]["main"]["options"]
+
+
+def readme_rows():
+    rows = {}
+    for line in (ROLE / "README.md").read_text().splitlines():
+        match = ROW.match(line)
+        if match:
+            rows[match.group(1)] = match.group(2)
+    return rows
+
+
+def test_readme_lists_exactly_the_specified_variables_with_their_defaults():
+    options, rows = spec_options(), readme_rows()
+    assert list(rows) == list(options)
+    for name, option in options.items():
+        default = option.get("default")
+        shown = default if isinstance(default, str) else json.dumps(default)
+        assert rows[name] == (shown if shown != "" else '""'), name
+
+
+def test_defaults_file_sets_every_specified_variable_and_no_other():
+    defaults = yaml.safe_load((ROLE / "defaults" / "main.yml").read_text())
+    assert set(defaults) == set(spec_options())
+    for name, option in spec_options().items():
+        if "{{" not in str(defaults[name]):
+            assert defaults[name] == option.get("default"), name
