@@ -12,12 +12,23 @@ mkdir -p "$tree"
   | xargs -0 -I{} cp --parents -P {} "$tree/")
 # ansible-test wants a git repo to decide which files belong to the collection.
 (cd "$tree" && git init -q && git add -A >/dev/null)
-export PATH="$root/.venv/bin:$PATH"
+# ansible-test's own --venv mode downloads a pip bootstrap script from a host that is not reachable
+# here; a venv of our own (same ansible-core as requirements.txt, cached beside the main venv) with
+# --local --requirements gets the same sanity tools from the package registry instead.
+core=$(grep -E '^ansible-core==' "$root/requirements.txt" || "$root/.venv/bin/pip" freeze | grep -E '^ansible-core==')
+venv="$root/.venv-ansible-test"
+if [ "$(cat "$venv/.core" 2>/dev/null)" != "$core" ]; then
+  rm -rf "$venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q "$core"
+  echo "$core" > "$venv/.core"
+fi
+export PATH="$venv/bin:$PATH"
 cd "$tree"
 for what in "${@:-sanity}"; do
   case "$what" in
-    sanity) ansible-test sanity --venv --python 3.11 --requirements --color no ;;
-    units) if [ -d tests/unit ]; then ansible-test units --venv --python 3.11 --requirements --color no; fi ;;
+    sanity) ansible-test sanity --local --python 3.11 --requirements --color no ;;
+    units) if [ -d tests/unit ]; then ansible-test units --local --python 3.11 --requirements --color no; fi ;;
     *) echo "unknown: $what" >&2; exit 2 ;;
   esac
 done
