@@ -1,0 +1,122 @@
+#!/usr/bin/env python3
+"""Send one completion through the lab's PD proxy and show what happened on prefill and decode.
+
+    .venv/bin/python lab/demo.py --inventory inventories/lab      (what `make demo` runs after site.yml)
+
+The proxy's address comes from the inventory (the proxy host's lab_ip, pd_proxy_port); the engines'
+addresses from the proxy itself (GET /health lists its backends). Stdlib only.
+"""
+import argparse
+import json
+import pathlib
+import re
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+PROMPT = ("Prefill and decode run on different machines: the prefill engine reads the whole prompt once and "
+          "stores its key-value cache in Mooncake over the network, and the decode engine loads that cache "
+          "instead of computing it again, then writes the answer token by token. Tell me why this helps when "
+          "prompts are long and answers are short, and what the proxy in front of both engines does.")
+
+
+def inventory_proxy(inventory):
+    """(address, port) of the first host of the proxy group, read with ansible-inventory."""
+    tool = pathlib.Path(sys.executable).parent / "ansible-inventory"
+    out = subprocess.run([str(tool if tool.exists() else "ansible-inventory"), "-i", str(inventory), "--list"],
+                         capture_output=True, text=True, check=False, cwd=ROOT)
+    if out.returncode:
+        sys.exit(f"demo: cannot read the inventory {inventory}: {out.stderr.strip()}")
+    data = json.loads(out.stdout)
+    hosts = data.get("proxy", {}).get("hosts", [])
+    if not hosts:
+        sys.exit(f"demo: the inventory {inventory} has no host in the group proxy")
+    hostvars = data["_meta"]["hostvars"][hosts[0]]
+    address = hostvars.get("lab_ip") or hostvars.get("ansible_host") or hosts[0]
+    port = hostvars.get("pd_proxy_port", 9000)
+    return address, int(port) if str(port).isdigit() else 9000
+
+
+def http(method, url, body=None, timeout=120):
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return resp.status, resp.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def metric(text, name):
+    pattern = re.compile(rf"^{re.escape(name)}(?:\{{[^}}]*\}})? ([0-9.eE+-]+)$", re.M)
+    return sum(float(v) for v in pattern.findall(text))
+
+
+def scrape(url):
+    status, text = http("GET", url + "/metrics", timeout=10)
+    return text if status == 200 else ""
+
+
+def stream_completion(proxy, body):
+    """The answer's text, time to first token and total time, as a client of the proxy sees them."""
+    req = urllib.request.Request(proxy + "/v1/completions", data=json.dumps(dict(body, stream=True)).encode(),
+                                 headers={"Content-Type": "application/json"}, method="POST")
+    started = time.monotonic()
+    first, parts = None, []
+    with urllib.request.urlopen(req, timeout=300) as resp:
+        for raw in resp:
+            line = raw.decode().strip()
+            if not line.startswith("data: ") or line == "data: [DONE]":
+                continue
+            if first is None:
+                first = time.monotonic() - started
+            parts.append(json.loads(line[6:])["choices"][0].get("text", ""))
+    return "".join(parts), first or 0.0, time.monotonic() - started
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--inventory", default="inventories/lab")
+    parser.add_argument("--max-tokens", type=int, default=32)
+    args = parser.parse_args()
+
+    address, port = inventory_proxy(args.inventory)
+    proxy = f"http://{address}:{port}"
+    try:
+        status, text = http("GET", proxy + "/health", timeout=10)
+    except OSError as exc:
+        sys.exit(f"demo: the PD proxy at {proxy} does not answer ({exc}). Bring the lab up and deploy it first: "
+                 "`make lab` (or `make lab-up site`).")
+    health = json.loads(text)
+    if status != 200:
+        sys.exit(f"demo: the PD proxy at {proxy} has no healthy prefill or decode engine: {text}")
+    p_url = health["prefill"]["backends"][0]["url"]
+    d_url = health["decode"]["backends"][0]["url"]
+
+    before = {"p": scrape(p_url), "d": scrape(d_url)}
+    body = {"model": "tiny", "prompt": PROMPT, "max_tokens": args.max_tokens, "temperature": 0,
+            "ignore_eos": True}
+    answer, ttft, total = stream_completion(proxy, body)
+    after = {"p": scrape(p_url), "d": scrape(d_url)}
+
+    def delta(node, name):
+        return metric(after[node], name) - metric(before[node], name)
+
+    print(f"PD proxy {proxy}: prefill {p_url}, decode {d_url}")
+    print(f"prompt: {PROMPT[:100]}...")
+    print(f"answer: {answer.strip()!r}")
+    print("        (the lab's tiny model has random weights: the words are noise, the path is the point)")
+    print("summary:")
+    print(f"  prefill  prompt tokens computed on P     {delta('p', 'vllm:prompt_tokens_total'):6.0f}")
+    print(f"  decode   prompt tokens loaded by D       {delta('d', 'vllm:external_prefix_cache_hits_total'):6.0f}"
+          "   (vllm:external_prefix_cache_hits_total: KV that D took from Mooncake)")
+    print(f"  decode   tokens generated on D           {delta('d', 'vllm:generation_tokens_total'):6.0f}")
+    print(f"  timings  first token {ttft * 1000:.0f} ms, whole answer {total * 1000:.0f} ms (through the proxy)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

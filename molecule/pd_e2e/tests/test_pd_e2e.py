@@ -1,0 +1,160 @@
+"""The PD path for real: a prompt through the proxy is prefilled on P, and D loads the KV it did not compute.
+
+Runs after the side effect (Mooncake master restarted, roles re-run), so every test here also proves that
+the path came back. HTTP goes from this machine to the nodes' addresses on the scenario network.
+"""
+import json
+import re
+import subprocess
+import time
+import urllib.error
+import urllib.request
+import uuid
+
+import pytest
+
+testinfra_hosts = ["podman://e2e-master"]
+
+PROXY_PORT = 9000
+WORDS = ("the quick brown fox jumps over a lazy dog while seven wizards quietly judge "
+         "boxing matches near an old stone bridge").split()
+
+
+def node_ip(name):
+    out = subprocess.run(["podman", "inspect", "--format",
+                          "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", name],
+                         capture_output=True, text=True, check=True, timeout=30)
+    return out.stdout.strip()
+
+
+def http(method, url, body=None, timeout=120):
+    """(status, text) of one request; HTTP errors are answers too."""
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return resp.status, resp.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def metric(text, name):
+    """Sum of every sample of a Prometheus metric (all label sets)."""
+    pattern = re.compile(rf"^{re.escape(name)}(?:\{{[^}}]*\}})? ([0-9.eE+-]+)$", re.M)
+    return sum(float(v) for v in pattern.findall(text))
+
+
+def wait_for(predicate, timeout, what):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(2)
+    raise AssertionError(f"{what}: not within {timeout}s")
+
+
+@pytest.fixture(scope="module")
+def proxy():
+    return f"http://{node_ip('e2e-master')}:{PROXY_PORT}"
+
+
+@pytest.fixture(scope="module")
+def engines(proxy):
+    """The engine URLs, as the proxy knows them (rendered by the role from the inventory)."""
+    status, text = http("GET", proxy + "/health")
+    assert status == 200, f"proxy not ready: {text}"
+    health = json.loads(text)
+    return {"prefill": health["prefill"]["backends"][0]["url"], "decode": health["decode"]["backends"][0]["url"]}
+
+
+def make_prompt(engine_url, tokens=200):
+    """A prompt no engine has seen (a fresh prefix), about `tokens` long in the model's tokenizer."""
+    words = [uuid.uuid4().hex[:8]]
+    while True:
+        words += WORDS
+        status, text = http("POST", engine_url + "/tokenize", {"model": "tiny", "prompt": " ".join(words)})
+        assert status == 200, text
+        count = json.loads(text)["count"]
+        if count >= tokens:
+            return " ".join(words), count
+
+
+def completion(url, prompt, max_tokens=8):
+    body = {"model": "tiny", "prompt": prompt, "max_tokens": max_tokens, "temperature": 0, "seed": 1234,
+            "logprobs": 1, "ignore_eos": True}
+    status, text = http("POST", url + "/v1/completions", body)
+    assert status == 200, f"{url}: {status} {text}"
+    return json.loads(text)["choices"][0]
+
+
+def block_size(metrics_text):
+    match = re.search(r'vllm:cache_config_info\{[^}]*block_size="(\d+)"', metrics_text)
+    return int(match.group(1)) if match else 64
+
+
+def test_proxy_runs_hardened_on_the_master_address(host):
+    unit = host.file("/etc/systemd/system/pd-proxy.service").content_string
+    assert "Ansible managed" in unit and "NoNewPrivileges=yes" in unit and "ProtectSystem=strict" in unit
+    assert host.service("pd-proxy").is_running
+    listening = host.check_output(f"ss -Hltn 'sport = :{PROXY_PORT}'")
+    assert f"{node_ip('e2e-master')}:{PROXY_PORT}" in listening and "0.0.0.0" not in listening
+
+
+def test_prompt_is_prefilled_on_p_and_its_kv_loaded_by_d(proxy, engines):
+    prompt, tokens = make_prompt(engines["prefill"])
+    _, p_before = http("GET", engines["prefill"] + "/metrics")
+    _, d_before = http("GET", engines["decode"] + "/metrics")
+
+    through_proxy = completion(proxy, prompt)
+
+    _, p_after = http("GET", engines["prefill"] + "/metrics")
+    _, d_after = http("GET", engines["decode"] + "/metrics")
+    prefilled = metric(p_after, "vllm:prompt_tokens_total") - metric(p_before, "vllm:prompt_tokens_total")
+    loaded = (metric(d_after, "vllm:external_prefix_cache_hits_total")
+              - metric(d_before, "vllm:external_prefix_cache_hits_total"))
+    block = block_size(d_after)
+    print(f"prompt {tokens} tokens; P prefilled {prefilled:.0f}; D loaded {loaded:.0f} from Mooncake (block {block})")
+    assert prefilled == tokens, "P did not prefill the prompt exactly once"
+    assert tokens - 2 * block <= loaded <= tokens, "D did not load the prompt's KV from the store"
+
+    # The same request to one engine alone: the PD answer must be the one a single engine gives.
+    alone = completion(engines["prefill"], prompt)
+    assert through_proxy["text"] == alone["text"]
+    pd_logprobs = through_proxy["logprobs"]["token_logprobs"][:4]
+    single_logprobs = alone["logprobs"]["token_logprobs"][:4]
+    assert through_proxy["logprobs"]["tokens"][:4] == alone["logprobs"]["tokens"][:4]
+    assert all(abs(a - b) < 1e-2 for a, b in zip(pd_logprobs, single_logprobs)), (pd_logprobs, single_logprobs)
+
+
+def test_proxy_metrics_saw_the_requests(proxy):
+    status, text = http("GET", proxy + "/metrics")
+    assert status == 200
+    assert metric(text, "pd_proxy_requests_total") >= 1
+    assert metric(text, "pd_proxy_prefill_seconds_count") >= 1
+    assert metric(text, "pd_proxy_decode_seconds_count") >= 1
+
+
+def decode_unit(decode_host):
+    out = decode_host.check_output("systemctl list-units --all --plain --no-legend --type=service 'vllm-pd-*'")
+    return out.split()[0]
+
+
+def test_decode_down_gives_503_then_the_proxy_recovers(host, proxy, engines):
+    decode = host.get_host("podman://e2e-decode")
+    unit = decode_unit(decode)
+    decode.check_output(f"systemctl stop {unit}")
+    try:
+        prompt, _ = make_prompt(engines["prefill"], tokens=40)
+        body = {"model": "tiny", "prompt": prompt, "max_tokens": 4, "ignore_eos": True}
+        status, text = http("POST", proxy + "/v1/completions", body)
+        assert status == 503, text
+        assert "no decode backend is available" in json.loads(text)["error"]["message"]
+        assert http("GET", proxy + "/health")[0] == 503
+    finally:
+        decode.check_output(f"systemctl start {unit}")
+    started = time.monotonic()
+    wait_for(lambda: http("GET", proxy + "/health", timeout=10)[0] == 200, 300, "decode back in the proxy")
+    print(f"decode back in service {time.monotonic() - started:.0f}s after its restart")
+    status, text = http("POST", proxy + "/v1/completions", body)
+    assert status == 200, text
+    assert json.loads(text)["choices"][0]["text"]
