@@ -17,7 +17,7 @@ from aiohttp import ClientSession, ClientTimeout
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
 from engine_standin import EngineStandIn  # noqa: E402  pylint: disable=wrong-import-position
-from harness import PROXY_FILE, lab, pd_proxy, run, wait_until  # noqa: E402  pylint: disable=wrong-import-position
+from pd_proxy_harness import PROXY_FILE, lab, pd_proxy, run, wait_until  # noqa: E402  pylint: disable=wrong-import-position
 
 PROMPT = {"model": "tiny", "prompt": "The quick brown fox", "max_tokens": 5, "temperature": 0.3, "seed": 7,
           "logprobs": 2}
