@@ -23,6 +23,13 @@ if [ "$(cat "$venv/.core" 2>/dev/null)" != "$core" ]; then
   "$venv/bin/pip" install -q "$core"
   echo "$core" > "$venv/.core"
 fi
+# Offer ansible-test our stand-in for the pip bootstrap script it cannot download here.
+pip_ver=$(grep -ohE "pip='[0-9.]+'" "$venv"/lib/python3*/site-packages/ansible_test/_internal/python_requirements.py | head -1 | tr -dc '0-9.')
+for ver in $pip_ver; do
+  cache="$HOME/.ansible/test/cache/get_pip_${ver//./_}.py"
+  mkdir -p "$(dirname "$cache")"
+  cmp -s "$root/tests/ansible_test/get_pip_standin.py" "$cache" || cp "$root/tests/ansible_test/get_pip_standin.py" "$cache"
+done
 export PATH="$venv/bin:$PATH"
 cd "$tree"
 for what in "${@:-sanity}"; do
