@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """The erdma.pd local lab: rootful podman, cached systemd base images, named nodes.
 
 The lab is the embedded default that the main job runs on when a user has no GPU hosts:

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Every quality gate of erdma.pd, in order, with per-stage timings.
 
     python3 tests/run.py                 all stages
@@ -12,7 +11,6 @@ import argparse
 import hashlib
 import os
 import pathlib
-import shutil
 import subprocess
 import sys
 import time
@@ -37,7 +35,7 @@ def venv_env():
 
 def sh(*cmd, env=None, cwd=ROOT):
     print(f"+ {' '.join(str(c) for c in cmd)}", flush=True)
-    return subprocess.run([str(c) for c in cmd], cwd=cwd, env=env or venv_env()).returncode
+    return subprocess.run([str(c) for c in cmd], cwd=cwd, env=env or venv_env(), check=False).returncode
 
 
 def ensure_venv():

@@ -1,8 +1,4 @@
 """The shared mechanics hold on every supported distribution (testinfra, podman connection)."""
-import os
-
-import pytest
-
 NODES = ["def-debian12", "def-ubuntu2204", "def-ubuntu2404"]
 testinfra_hosts = [f"podman://{n}" for n in NODES]
 UNIT = "/etc/systemd/system/erdma-pd-demo.service"
