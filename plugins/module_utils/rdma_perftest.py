@@ -7,8 +7,6 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import re
-
 PERFTEST_PACKAGE = "perftest"
 BANDWIDTH_TOOLS = ("ib_write_bw", "ib_read_bw", "ib_send_bw", "ib_atomic_bw")
 LATENCY_TOOLS = ("ib_write_lat", "ib_read_lat", "ib_send_lat", "ib_atomic_lat")

@@ -21,7 +21,7 @@ description:
   - Reads files and runs C(modinfo) and C(eadm) only when they are installed; a host without the
     driver returns C(loaded=false) and empty counters rather than failing.
 author:
-  - erdma.pd maintainers
+  - erdma.pd maintainers (@erdma-pd)
 options:
   device:
     description:
@@ -54,8 +54,10 @@ attributes:
     description: The module only reads, so it runs unchanged in check mode.
   diff_mode:
     support: none
+    description: Nothing is changed, so there is no diff.
   facts:
     support: full
+    description: Sets the facts listed under RV(ansible_facts).
 seealso:
   - module: erdma.pd.ibv_devinfo_facts
 """

@@ -24,7 +24,7 @@ description:
     driver prints C(4X) and C(25.0 Gbps) for a 25 Gb/s port, so for eRDMA devices (transport C(eRDMA),
     vendor C(0x1ded) or a name starting with C(erdma)) C(link_gbps) is the printed speed."
 author:
-  - erdma.pd maintainers
+  - erdma.pd maintainers (@erdma-pd)
 options:
   verbose:
     description:
@@ -52,8 +52,10 @@ attributes:
     description: Reading devices changes nothing, so check mode runs the command as well.
   diff_mode:
     support: none
+    description: Nothing is changed, so there is no diff.
   facts:
     support: full
+    description: Sets the facts listed under RV(ansible_facts).
 seealso:
   - module: erdma.pd.erdma_facts
   - module: erdma.pd.rdma_perftest

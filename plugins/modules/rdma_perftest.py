@@ -25,7 +25,7 @@ description:
   - With O(min_bw_gbps) or O(max_lat_us) the module fails with a message that states the measured and
     the expected value.
 author:
-  - erdma.pd maintainers
+  - erdma.pd maintainers (@erdma-pd)
 options:
   tool:
     description: The perftest program.
@@ -119,6 +119,7 @@ attributes:
     description: In check mode nothing runs; O(output) is still parsed.
   diff_mode:
     support: none
+    description: Nothing is changed, so there is no diff.
 seealso:
   - module: erdma.pd.ibv_devinfo_facts
 """
