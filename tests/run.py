@@ -112,6 +112,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("stages", nargs="*", metavar="STAGE", help=f"any of {', '.join(STAGES)}")
     parser.add_argument("--list", action="store_true")
+    parser.add_argument("--keep-going", action="store_true", help="run the later stages after a failure")
     args = parser.parse_args()
     if args.list:
         print("\n".join(STAGES))
@@ -121,21 +122,22 @@ def main():
         wanted.insert(0, "bootstrap")
     timings = []
     total = time.monotonic()
-    failed = None
+    failed = []
     for name in wanted:
         print(f"\n===== stage {name} =====", flush=True)
         started = time.monotonic()
         rc = STAGES[name]()
         timings.append((name, time.monotonic() - started, rc))
         if rc:
-            failed = name
-            break
+            failed.append(name)
+            if not args.keep_going:
+                break
     print("\n===== stage timings =====")
     for name, seconds, rc in timings:
         print(f"{name:<14} {seconds:8.1f}s  {'ok' if rc == 0 else f'FAILED (rc={rc})'}")
     print(f"{'total':<14} {time.monotonic() - total:8.1f}s")
     if failed:
-        print(f"\nstage '{failed}' failed: re-run it alone with `python3 tests/run.py {failed}`")
+        print(f"\nfailed: {' '.join(failed)}; re-run one alone with `python3 tests/run.py {failed[0]}`")
         return 1
     return 0
 
