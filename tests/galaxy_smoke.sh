@@ -14,10 +14,12 @@ if tar -tzf "$tarball" | grep -E '^(\.venv|collections|lab/build)/'; then
   echo "the tarball carries build artefacts listed above: extend build_ignore in galaxy.yml" >&2
   exit 1
 fi
+# As a user elsewhere: no ansible.cfg of this checkout, only the installed tarball on the path.
+cd "$work"
+printf "[defaults]\n" > "$work/empty.cfg"
+export ANSIBLE_COLLECTIONS_PATH="$work/installed" ANSIBLE_CONFIG="$work/empty.cfg"
 # Galaxy is unreachable here: dependencies come from the collections that the ansible package ships.
 ansible-galaxy collection install --no-deps -p "$work/installed" "$tarball"
-cd "$work"
-export ANSIBLE_COLLECTIONS_PATH="$work/installed" ANSIBLE_CONFIG=/dev/null
 for module in "$root"/plugins/modules/*.py; do
   name=$(basename "$module" .py)
   [ "$name" = "__init__" ] && continue
@@ -30,3 +32,13 @@ for role in "$root"/roles/*/; do
   ansible-doc -t role "erdma.pd.$name" > /dev/null
   echo "ansible-doc -t role erdma.pd.$name: ok"
 done
+
+# The execution environment definition: ansible-builder accepts it, and it installs the tarball
+# of this very version (ee/requirements.yml names it).
+version=$(sed -n 's/^version: *//p' "$root/galaxy.yml")
+grep -q "/build/erdma-pd/erdma-pd-$version.tar.gz" "$root/ee/requirements.yml" || {
+  echo "ee/requirements.yml does not install erdma-pd-$version.tar.gz: update it with galaxy.yml's version" >&2; exit 1; }
+ansible-builder create -f "$root/execution-environment.yml" -c "$work/ee" > /dev/null
+grep -q "ansible-galaxy collection install" "$work/ee/Containerfile"
+test -f "$work/ee/_build/erdma-pd/requirements.yml"
+echo "execution environment: ansible-builder create ok ($(grep -c '^RUN' "$work/ee/Containerfile") RUN steps)"
