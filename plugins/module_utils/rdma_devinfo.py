@@ -17,6 +17,8 @@ import re
 
 IBV_DEVINFO_PACKAGE = "ibverbs-utils"
 NO_DEVICES_MARKER = "No IB devices found"
+# What ibv_devinfo says (rc=255) where the kernel has no RDMA core at all, e.g. in a container.
+NO_RDMA_KERNEL_MARKER = "Failed to get IB devices list"
 
 # Lane multipliers of the InfiniBand width codes that ibv_devinfo prints.
 WIDTH_LANES = {"1X": 1, "2X": 2, "4X": 4, "8X": 8, "12X": 12}
@@ -229,7 +231,7 @@ def parse_devinfo(text):
     that stopped short) drops that device and says so in a warning; the devices before it are whole
     because the tool prints one device after the other.
     """
-    if NO_DEVICES_MARKER in (text or ""):
+    if no_devices_reason(text or "") is not None:
         return [], []
     devices = _DevinfoReader().read(text or "")
     warnings = []
@@ -251,8 +253,23 @@ def devinfo_command(binary, verbose=False, device=None):
     return argv
 
 
+def no_devices_reason(text):
+    """None when the tool listed devices; otherwise why there are none (empty for 'No IB devices found')."""
+    if NO_DEVICES_MARKER in text:
+        return ""
+    for line in text.splitlines():
+        if line.startswith(NO_RDMA_KERNEL_MARKER):
+            return "ibv_devinfo: %s: this kernel offers no RDMA devices (is ib_uverbs loaded?)" % line.strip()
+    return None
+
+
 def run_devinfo(module, verbose=False, device=None):
-    """Run ibv_devinfo through the module; return its text (stdout and stderr) or raise DevinfoError."""
+    """Run ibv_devinfo through the module.
+
+    Returns (stdout, argv, reason): `reason` is None when devices were listed, else why the host has
+    none. Only stdout is parsed: libibverbs prints its warnings on stderr, between device blocks.
+    Raises DevinfoError when the tool is missing or fails for another reason.
+    """
     binary = module.get_bin_path("ibv_devinfo")
     if not binary:
         raise DevinfoError(
@@ -261,9 +278,9 @@ def run_devinfo(module, verbose=False, device=None):
         )
     argv = devinfo_command(binary, verbose, device)
     rc, out, err = module.run_command(argv)
-    text = "%s\n%s" % (out or "", err or "")
-    if NO_DEVICES_MARKER in text:
-        return text, argv
+    reason = no_devices_reason("%s\n%s" % (out or "", err or ""))
+    if reason is not None:
+        return "", argv, reason
     if rc != 0:
         raise DevinfoError("%s failed with rc=%d: %s" % (" ".join(argv), rc, (err or out or "").strip()))
-    return text, argv
+    return out or "", argv, None

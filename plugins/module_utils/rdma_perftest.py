@@ -29,6 +29,11 @@ CONNECTION_ERRORS = (
     "Couldn't create IB resources",
     "Unable to open file descriptor for socket connection",
 )
+# What perftest prints when the device named with -d (or any device) is not there.
+DEVICE_ERRORS = (
+    "Did not detect devices",
+    "Unable to find the Infiniband/RoCE device",
+)
 COMPAT_MODE_HINT = (
     "on eRDMA this is what standard mode (compat_mode=N) does to out-of-band connection setup: "
     "set `options erdma compat_mode=Y` and reload the driver, or use RDMA_CM (rdma_cm: true)"
@@ -246,9 +251,17 @@ def run(module, params):
     return argv, rc, out or "", err or "", rc == TIMEOUT_RC
 
 
+def device_errors(text):
+    return [line.strip() for line in (text or "").splitlines() if any(e in line for e in DEVICE_ERRORS)]
+
+
 def failure_message(params, rc, out, err, timed_out):
-    """Explain a run without a usable result: timeout, connection failure or a plain error."""
+    """Explain a run without a usable result: no device, timeout, connection failure or a plain error."""
     text = out + "\n" + err
+    missing = device_errors(text)
+    if missing:
+        return "%s %s found no RDMA device %s: %s; check `ibv_devinfo` on this host" % (
+            params["tool"], params["role"], params.get("device") or "", "; ".join(missing))
     errors = connection_errors(text)
     if errors:
         return "%s %s could not connect: %s; %s" % (params["tool"], params["role"], "; ".join(errors), COMPAT_MODE_HINT)

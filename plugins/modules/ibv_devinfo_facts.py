@@ -225,9 +225,11 @@ def main():
     text = params["output"]
     if text is None:
         try:
-            text, argv = run_devinfo(module, verbose=params["verbose"], device=params["device"])
+            text, argv, reason = run_devinfo(module, verbose=params["verbose"], device=params["device"])
         except DevinfoError as error:
             module.fail_json(msg=str(error), cmd=argv)
+        if reason:
+            module.warn(reason)
     devices, warnings = parse_devinfo(text)
     for warning in warnings:
         module.warn(warning)

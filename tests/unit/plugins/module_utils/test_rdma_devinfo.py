@@ -152,6 +152,10 @@ def test_no_ib_devices_found_is_an_empty_list_not_an_error():
     assert parse("no_devices.txt") == ([], [])
 
 
+def test_kernel_without_rdma_core_is_an_empty_list():
+    assert parse("no_rdma_kernel_debian12.txt") == ([], [])
+
+
 def test_empty_text_is_an_empty_list():
     assert parse_devinfo("") == ([], [])
 

@@ -118,6 +118,15 @@ def test_connection_error_text_explains_compat_mode():
     assert "compat_mode=Y" in message
 
 
+def test_missing_device_is_explained_from_the_recorded_output():
+    text = fixture("ib_write_bw_no_device_debian12.txt")
+    with pytest.raises(perftest.PerftestError):
+        perftest.parse_output(text)
+    message = perftest.failure_message(client_params(role="server"), 1, "", text, False)
+    assert message.startswith("ib_write_bw server found no RDMA device erdma_0")
+    assert "Unable to find the Infiniband/RoCE device" in message
+
+
 def test_client_command_matches_the_guides_measurement():
     argv = perftest.command("/usr/bin/ib_write_bw", "/usr/bin/timeout", "/usr/bin/stdbuf", client_params())
     assert argv == ["/usr/bin/timeout", "--kill-after=5", "60", "/usr/bin/stdbuf", "-oL", "/usr/bin/ib_write_bw",

@@ -89,6 +89,30 @@ def test_no_devices_is_an_empty_list_even_with_a_failing_rc(tmp_path, monkeypatc
     assert outcome.result["ansible_facts"]["rdma_devices"] == []
 
 
+def test_kernel_without_rdma_is_an_empty_list_with_a_warning(tmp_path, monkeypatch):
+    stand_in(tmp_path, "ibv_devinfo", '/bin/cat "%s" >&2; exit 255' % fixture_path("no_rdma_kernel_debian12.txt"))
+    monkeypatch.setenv("PATH", str(tmp_path))
+    warnings = []
+    monkeypatch.setattr(basic.AnsibleModule, "warn", lambda self, text: warnings.append(text))
+    outcome = run({"verbose": True})
+    assert not outcome.failed
+    assert outcome.result["ansible_facts"]["rdma_devices"] == []
+    assert warnings and "Function not implemented" in warnings[0]
+
+
+def test_libibverbs_warnings_on_stderr_do_not_enter_the_facts(tmp_path, monkeypatch):
+    script = ('echo "libibverbs: Warning: couldn\'t load driver \'libfoo-rdmav34.so\'" >&2\n'
+              '/bin/cat "%s"' % fixture_path("rxe_two_hcas.txt"))
+    stand_in(tmp_path, "ibv_devinfo", script)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    outcome = run({})
+    devices = outcome.result["ansible_facts"]["rdma_devices"]
+    assert [d["hca_id"] for d in devices] == ["rxe_server", "rxe_client"]
+    # stderr used to be appended after stdout, where its lines became fields of the last port.
+    last_port = devices[-1]["ports"][-1]
+    assert "libibverbs" not in last_port and "libibverbs" not in devices[-1]
+
+
 def test_unknown_device_fails_with_the_tools_message(tmp_path, monkeypatch):
     stand_in(tmp_path, "ibv_devinfo", "echo \"IB device 'erdma_9' wasn't found\" >&2; exit 255")
     monkeypatch.setenv("PATH", str(tmp_path))
