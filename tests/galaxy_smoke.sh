@@ -42,3 +42,8 @@ ansible-builder create -f "$root/execution-environment.yml" -c "$work/ee" > /dev
 grep -q "ansible-galaxy collection install" "$work/ee/Containerfile"
 test -f "$work/ee/_build/erdma-pd/requirements.yml"
 echo "execution environment: ansible-builder create ok ($(grep -c '^RUN' "$work/ee/Containerfile") RUN steps)"
+
+# The installed collection's playbooks are reachable by their FQCN.
+printf 'localhost ansible_connection=local\n' > "$work/hosts"
+ansible-playbook erdma.pd.site -i "$work/hosts" --syntax-check > /dev/null
+echo "ansible-playbook erdma.pd.site --syntax-check: ok"
