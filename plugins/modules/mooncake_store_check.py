@@ -21,7 +21,7 @@ description:
     across the network, checks it byte for byte and acknowledges. Run V(put) on one node with C(async) and
     V(get) on another to prove that a KV object crosses nodes.
   - Every wait is bounded. The master's RPC port and the HTTP metadata server are probed with a TCP
-    connect first (O(connect_timeout_s)), a watchdog bounds the client's C(setup()) (O(setup_timeout_s));
+    connect first (O(connect_timeout_s)), a watchdog bounds the client's setup call (O(setup_timeout_s));
     Mooncake 0.3.13 would otherwise retry for about 90 seconds.
   - Known failures get a class in RV(failure) and a message that says what to fix - master unreachable,
     metadata server unreachable, no RDMA device (C(No RDMA devices found), C(No available RNIC)), and the
@@ -101,7 +101,7 @@ options:
     type: float
     default: 3
   setup_timeout_s:
-    description: Seconds that the client's C(setup()) may take.
+    description: Seconds that the client's setup call may take.
     type: float
     default: 15
   op_timeout_s:
@@ -212,7 +212,7 @@ master_probe_ms:
   type: float
   sample: 0.21
 setup_ms:
-  description: Time C(setup()) took (connect to the master, mount the segment).
+  description: Time the setup call took (connect to the master, mount the segment).
   returned: when setup returned
   type: float
   sample: 29.6

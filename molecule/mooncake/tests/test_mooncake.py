@@ -96,7 +96,7 @@ def test_systemd_restarted_the_killed_master(master):
 
 
 def test_role_recorded_the_running_master(master):
-    recorded = master.file("/var/lib/erdma-pd-mooncake/invocation_id").content_string.strip()
+    recorded = master.file("/var/lib/erdma-pd-mooncake/mooncake-master.invocation_id").content_string.strip()
     assert recorded == master.check_output("systemctl show -p InvocationID --value mooncake-master")
 
 
@@ -104,3 +104,20 @@ def test_prometheus_scrape_config_targets_the_admin_port(master, address):
     scrape = master.file("/etc/erdma-pd-mooncake-scrape.yml").content_string
     assert "Ansible managed" in scrape
     assert f'"{address}:{METRICS}"' in scrape and "job_name: mooncake-master" in scrape
+
+
+def test_guide_version_master_on_b_binds_what_0_3_7_can():
+    """0.3.7 (CUDA wheel, runtime from pip) has no --metrics_host: its admin port listens everywhere."""
+    node = testinfra.get_host("podman://mc-node-b")
+    address = node.check_output("ip -4 -o route get 1.1.1.1 | sed -n 's/.* src \\([0-9.]*\\).*/\\1/p'")
+    assert node.service("mooncake-master-037").is_running
+    unit = node.file("/etc/systemd/system/mooncake-master-037.service").content_string
+    assert "--rpc_port=50062" in unit and f"--rpc_address={address}" in unit
+    assert "--metrics_host" not in unit
+    assert "nvidia/cuda_runtime/lib" in unit  # LD_LIBRARY_PATH for libcudart.so.12
+    listening = node.check_output("ss -Hltn")
+    assert f"{address}:50062" in listening
+    assert "0.0.0.0:9014" in listening and "0.0.0.0:8090" in listening
+    assert http_get(node, f"http://{address}:9014/health").stdout.strip() == "OK"
+    assert node.check_output("/opt/mooncake-0.3.7/bin/pip show mooncake-transfer-engine | sed -n 's/^Version: //p'") \
+        == "0.3.7"
