@@ -125,6 +125,15 @@ def test_timeout_stops_a_hanging_tool_and_says_so(tool):
     assert "stopped after timeout=1s" in outcome.result["msg"]
 
 
+def test_run_infinitely_stopped_by_timeout_keeps_the_rows_printed(tool):
+    tool("ib_write_bw", '/bin/cat "%s/ib_write_bw_bidir_duration_cpufreq_warning.txt"; exec sleep 30' % FIXTURES)
+    outcome = run({"role": "client", "server": "10.0.0.12", "run_infinitely": True, "timeout": 1})
+    assert not outcome.failed
+    assert outcome.result["timed_out"] is True and outcome.result["rc"] == 124
+    assert outcome.result["summary"]["bw_avg_gbps"] == 98.02
+    assert "--run_infinitely" in outcome.result["cmd"]
+
+
 def test_latency_server_without_rows_succeeds(tool):
     tool("ib_read_lat", 'cat "%s/ib_read_lat_mlx4_server.txt"' % FIXTURES)
     outcome = run({"tool": "ib_read_lat", "role": "server"})
