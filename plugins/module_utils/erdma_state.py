@@ -1,6 +1,6 @@
 # -*- coding: utf-8 -*-
 # Copyright: (c) 2026, erdma.pd maintainers
-# Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0)
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """What the eRDMA driver looks like on a host: module, version, compat mode, device nodes, counters.
 
 Every reader takes a `root` directory so that the same code reads `/` on a host and a prepared

@@ -1,6 +1,6 @@
 # -*- coding: utf-8 -*-
 # Copyright: (c) 2026, erdma.pd maintainers
-# Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0)
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """erdma.pd.erdma_facts end to end on a directory tree laid out like a host, with an `eadm` stand-in
 on PATH that answers `ver` and `stat` the way the public exporter quotes them."""
 

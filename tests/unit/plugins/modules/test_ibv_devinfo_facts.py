@@ -1,6 +1,6 @@
 # -*- coding: utf-8 -*-
 # Copyright: (c) 2026, erdma.pd maintainers
-# Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0)
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """erdma.pd.ibv_devinfo_facts end to end: parse-only, and the run path through run_command with an
 `ibv_devinfo` stand-in on PATH that prints a recorded output (this machine has no RDMA)."""
 
