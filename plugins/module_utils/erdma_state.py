@@ -152,5 +152,13 @@ def gather(module, root="/", device="erdma_0", stats=True):
                 facts["version"], facts["version_source"] = version, source
                 break
     facts["stats_device"] = device
-    facts["stats"] = parse_eadm_stat(eadm_output(module, "stat", "-d", device, "-l")) if stats else {}
+    facts["stats"] = read_stats(module, device) if stats else {}
     return facts
+
+
+def read_stats(module, device):
+    """Counters as the guide reads them (`eadm stat -d DEV -l`); eadm releases without -l get a second try."""
+    text = eadm_output(module, "stat", "-d", device, "-l")
+    if text is None:
+        text = eadm_output(module, "stat", "-d", device)
+    return parse_eadm_stat(text)

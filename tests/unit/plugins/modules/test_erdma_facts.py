@@ -101,6 +101,22 @@ def test_driver_loaded_in_standard_mode_with_compat_mode_persisted(host, tmp_pat
         assert handle.read().splitlines() == ["ver", "stat -d erdma_0 -l"]
 
 
+def test_eadm_without_the_l_option_is_asked_again_without_it(host, tmp_path, monkeypatch):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    path = str(bin_dir / "eadm")
+    with open(path, "w") as handle:
+        handle.write('#!/bin/sh\necho "$@" >> "%s.argv"\n'
+                     'case "$*" in\n  *-l*) echo "unknown option -l" >&2; exit 1 ;;\n'
+                     '  stat*) /bin/cat "%s/stat_exporter_quote.txt" ;;\n  *) exit 1 ;;\nesac\n' % (path, FIXTURES))
+    os.chmod(path, stat.S_IRWXU)
+    monkeypatch.setenv("PATH", str(bin_dir))
+    outcome = run({"root": str(host)})
+    assert outcome.result["ansible_facts"]["erdma"]["stats"] == {"listen_create_cnt": 0}
+    with open(path + ".argv") as handle:
+        assert handle.read().splitlines()[-2:] == ["stat -d erdma_0 -l", "stat -d erdma_0"]
+
+
 def test_without_eadm_counters_are_empty_not_a_failure(host, tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path))
     outcome = run({"root": str(host)})
