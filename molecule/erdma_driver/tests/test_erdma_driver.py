@@ -65,7 +65,8 @@ def test_env_setup_ran_once_with_the_branch_arguments(name):
     if UBUNTU[name]["method"] == "ofed_egs":
         assert fields == {"args": "--egs", "cwd": OFED, "stale_erdma_ko": "present"}
     else:
-        assert fields == {"args": "--url http://drv-mirror:8080/erdma/erdma_installer-1.4.3.tar.gz",
+        # Air-gapped mode (erdma_driver_artifacts_dir): the tarball was copied, not downloaded by the host.
+        assert fields == {"args": f"--url file://{WORK}/downloads/erdma_installer-1.4.3.tar.gz",
                           "cwd": WORK, "stale_erdma_ko": "absent"}
 
 
@@ -91,6 +92,7 @@ def test_2404_removed_the_stale_module_and_fetched_the_installer():
     assert not host.file(OFED).exists
     assert host.file(f"{WORK}/env_setup.sh").mode == 0o755
     assert "erdma_installer/STAND-IN" in host.file("/var/log/erdma-standin/installer_tarball.list").content_string
+    assert host.file(f"{WORK}/downloads/erdma_installer-1.4.3.tar.gz").is_file
 
 
 @pytest.mark.parametrize("name", sorted(UBUNTU))
