@@ -210,7 +210,7 @@ def find_processes(runner, patterns):
         raise KmodError("pgrep -a -f '%s' failed (rc=%s): %s" % (regex, rc, (err or out).strip()))
     found = []
     for line in out.splitlines():
-        pid, _, cmdline = line.strip().partition(" ")
+        pid, dummy, cmdline = line.strip().partition(" ")
         if pid.isdigit():
             found.append({"pid": int(pid), "cmdline": cmdline})
     return found
@@ -237,8 +237,8 @@ def decide(live, want, in_use, apply_live=True, load_if_absent=True, allow_reloa
         why = "module %s is loaded with %s=%s but RDMA is in use (%s)" % (
             MODULE_NAME, PARAM_NAME, current, "; ".join(in_use))
         return (DEFER if on_in_use == "defer" else REFUSE), why
-    why = "module %s is loaded with %s=%s: reload it with %s=%s" % (MODULE_NAME, PARAM_NAME, current,
-                                                                      PARAM_NAME, word)
+    why = "module %s is loaded with %s=%s: reload it with %s=%s" % (
+        MODULE_NAME, PARAM_NAME, current, PARAM_NAME, word)
     if in_use:
         why += " although RDMA is in use (%s), as allow_reload_in_use=true asks" % "; ".join(in_use)
     return RELOAD, why

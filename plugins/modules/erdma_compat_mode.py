@@ -1,7 +1,7 @@
 #!/usr/bin/python
 # -*- coding: utf-8 -*-
 # Copyright: (c) 2026, erdma.pd maintainers
-# Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0)
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 
 from __future__ import absolute_import, division, print_function
 
@@ -25,7 +25,7 @@ description:
   - Compat mode lets eRDMA set up connections out of band (TCP), as NCCL and Mooncake do; the standard mode
     only supports RDMA_CM and fails with C(Failed to modify QP to RTS).
 author:
-  - erdma.pd maintainers
+  - erdma.pd maintainers (@erdma-pd)
 options:
   compat_mode:
     description: The wanted value of the C(compat_mode) parameter.

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Builds the STAND-IN eRDMA mirror that the molecule scenario erdma_driver serves over HTTP.
 
 The real mirror (http://mirrors.aliyun.com/erdma) carries vendor installers and kernel sources that
@@ -16,7 +15,7 @@ saying that it is a stand-in:
     <out>/erdma/erdma_installer-1.4.3.tar.gz
     <out>/checksums.json                            {file name: "sha256:<hex>"} of the install artefacts
 
-Usage: build_mirror.py OUT_DIR. Needs gpg, dpkg-deb and dpkg-scanpackages on the control node.
+Usage: python3 build_mirror.py OUT_DIR. Needs gpg, dpkg-deb and dpkg-scanpackages on the control node.
 """
 import email.utils
 import gzip

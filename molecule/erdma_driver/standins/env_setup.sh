@@ -1,4 +1,4 @@
-#!/bin/bash
+# Run as `bash env_setup.sh ARGS`, as the field guide does (hence no shebang).
 # STAND-IN for the vendor's env_setup.sh (<mirror>/env_setup.sh), served only by the molecule scenario
 # erdma_driver from its stand-in mirror. No kernel module can be built or loaded in a container, so this
 # script installs nothing: it records how it was called and checks what the real script relies on (the
