@@ -323,8 +323,9 @@ def classify_failure(result, log_text, protocol="tcp", timed_out=False):
                 return name, "%s; the client logged: %s" % (hint, match.group(0).strip()[:300])
     if result.get("import_error"):
         return "client_import_failed", (
-            "the Mooncake venv cannot import mooncake.store (%s): install it with the erdma.pd.mooncake role, "
-            "and for the CUDA wheel put the CUDA runtime on LD_LIBRARY_PATH" % result["import_error"])
+            "the Mooncake venv cannot import mooncake.store (%s): install it with the erdma.pd.mooncake role "
+            "(apt: libibverbs1 libcurl4), and for the CUDA wheel put the CUDA runtime on LD_LIBRARY_PATH"
+            % result["import_error"])
     if result.get("timed_out") or timed_out:
         phase = result.get("phase", "start")
         return "timeout", ("the store client did not finish its %s step in time (no known error in its log); "
