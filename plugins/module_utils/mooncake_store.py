@@ -142,7 +142,7 @@ def wildcard_listeners(ss_text, ports):
         if len(fields) < 4:
             continue
         local = fields[3]
-        host, _, port = local.rpartition(":")
+        host, port = local.rsplit(":", 1) if ":" in local else ("", "")
         if not port.isdigit() or int(port) not in wanted:
             continue
         if host in ("0.0.0.0", "*", "[::]", "::"):
@@ -372,7 +372,7 @@ def parse_client_output(stdout):
 def split_host_port(address, default_port=None):
     """'host:port' or '[v6]:port' -> (host, port)."""
     if address.startswith("["):
-        host, _, rest = address[1:].partition("]")
+        host, rest = address[1:].split("]", 1) if "]" in address else (address[1:], "")
         port = rest.lstrip(":")
     elif address.count(":") == 1:
         host, port = address.split(":")
@@ -469,8 +469,8 @@ def store_check(params, run=run_client):
         if not ok:
             data["failure"] = "metadata_unreachable"
             data["msg"] = ("the metadata server %s did not accept a TCP connection within %ss (%s): check "
-                           "--enable_http_metadata_server and its port" % (params["metadata_server"],
-                                                                          params["connect_timeout_s"], error))
+                           "--enable_http_metadata_server and its port"
+                           % (params["metadata_server"], params["connect_timeout_s"], error))
             return False, data
     local = params.get("local_hostname") or local_address_towards(host, port) or socket.gethostname()
     data["local_hostname"] = local

@@ -1,7 +1,7 @@
 #!/usr/bin/python
 # -*- coding: utf-8 -*-
 # Copyright: (c) 2026, erdma.pd maintainers
-# Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0)
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 
 from __future__ import absolute_import, division, print_function
 
@@ -29,7 +29,7 @@ description:
   - The check leaves nothing behind (the object lives only as long as the client), so it never reports a
     change. In check mode it only says what it would do.
 author:
-  - erdma.pd maintainers
+  - erdma.pd maintainers (@erdma-pd)
 options:
   mode:
     description: What to do.
@@ -135,8 +135,10 @@ notes:
 attributes:
   check_mode:
     support: full
+    description: In check mode nothing runs; RV(would) says what the check would do.
   diff_mode:
     support: none
+    description: The check leaves nothing behind, so there is no diff.
 """
 
 EXAMPLES = r"""
