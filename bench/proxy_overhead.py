@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """What the PD proxy costs: latency added and throughput, versus calling the engine directly.
 
 Engines are fast OpenAI-compatible stand-ins (tests/unit/proxy/engine_standin.py) so that the figures
@@ -130,12 +129,12 @@ async def load(url, concurrency, count, body):
     timeout = ClientTimeout(total=60)
     async with ClientSession(connector=TCPConnector(limit=0), timeout=timeout) as session:
         async def worker():
-            for _ in queue:
+            for _index in queue:
                 results.append(await one_request(session, url, body))
-        for _ in range(min(20, count)):  # warm-up: connections open, code paths hot
+        for _warm_up in range(min(20, count)):  # connections open, code paths hot
             await one_request(session, url, body)
         started = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        await asyncio.gather(*(worker() for _worker in range(concurrency)))
         wall = time.perf_counter() - started
     return results, wall
 

@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/env python
 """Send one completion through the lab's PD proxy and show what happened on prefill and decode.
 
     .venv/bin/python lab/demo.py --inventory inventories/lab      (what `make demo` runs after site.yml)

@@ -102,13 +102,13 @@ def test_proxy_runs_hardened_on_the_master_address(host):
 
 def test_prompt_is_prefilled_on_p_and_its_kv_loaded_by_d(proxy, engines):
     prompt, tokens = make_prompt(engines["prefill"])
-    _, p_before = http("GET", engines["prefill"] + "/metrics")
-    _, d_before = http("GET", engines["decode"] + "/metrics")
+    p_before = http("GET", engines["prefill"] + "/metrics")[1]
+    d_before = http("GET", engines["decode"] + "/metrics")[1]
 
     through_proxy = completion(proxy, prompt)
 
-    _, p_after = http("GET", engines["prefill"] + "/metrics")
-    _, d_after = http("GET", engines["decode"] + "/metrics")
+    p_after = http("GET", engines["prefill"] + "/metrics")[1]
+    d_after = http("GET", engines["decode"] + "/metrics")[1]
     prefilled = metric(p_after, "vllm:prompt_tokens_total") - metric(p_before, "vllm:prompt_tokens_total")
     loaded = (metric(d_after, "vllm:external_prefix_cache_hits_total")
               - metric(d_before, "vllm:external_prefix_cache_hits_total"))
@@ -144,7 +144,7 @@ def test_decode_down_gives_503_then_the_proxy_recovers(host, proxy, engines):
     unit = decode_unit(decode)
     decode.check_output(f"systemctl stop {unit}")
     try:
-        prompt, _ = make_prompt(engines["prefill"], tokens=40)
+        prompt, _count = make_prompt(engines["prefill"], tokens=40)
         body = {"model": "tiny", "prompt": prompt, "max_tokens": 4, "ignore_eos": True}
         status, text = http("POST", proxy + "/v1/completions", body)
         assert status == 503, text

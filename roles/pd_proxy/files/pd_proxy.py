@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """erdma.pd PD proxy: one OpenAI-compatible endpoint in front of prefill and decode vLLM engines.
 
 Each completion is sent first to a prefill engine with ``max_tokens: 1`` (the engine computes the

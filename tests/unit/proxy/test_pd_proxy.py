@@ -67,7 +67,7 @@ def test_kv_transfer_params_from_prefill_are_handed_to_decode():
     async def scenario():
         async with lab(kv_transfer_params=params,
                        prefill_kv_transfer_params={"do_remote_decode": True}) as t:
-            status, _ = await t.post("/v1/completions", PROMPT)
+            status, _answer = await t.post("/v1/completions", PROMPT)
             assert status == 200
             assert t.prefill[0].received[0][1]["kv_transfer_params"] == {"do_remote_decode": True}
             assert t.decode[0].received[0][1] == dict(PROMPT, kv_transfer_params=params)
@@ -78,7 +78,7 @@ def test_kv_transfer_params_from_prefill_are_handed_to_decode():
 def test_round_robin_spreads_requests_evenly():
     async def scenario():
         async with lab(n_prefill=2, n_decode=2, policy="round_robin") as t:
-            for _ in range(6):
+            for _attempt in range(6):
                 assert (await t.post("/v1/completions", PROMPT))[0] == 200
             assert [len(e.received) for e in t.prefill + t.decode] == [3, 3, 3, 3]
     run(scenario())
@@ -90,7 +90,7 @@ def test_least_inflight_avoids_the_busy_decode_backend():
             slow = asyncio.create_task(t.post("/v1/completions", dict(PROMPT, standin_delay=1.5)))
             await wait_until(lambda: any(b.inflight for b in t.proxy.decode.backends))
             busy = next(e for e, b in zip(t.decode, t.proxy.decode.backends) if b.inflight)
-            for _ in range(5):
+            for _attempt in range(5):
                 assert (await t.post("/v1/completions", PROMPT))[0] == 200
             assert len(busy.received) == 1, "least_inflight sent work to the busy backend"
             assert (await slow)[0] == 200
@@ -101,7 +101,7 @@ def test_failed_prefill_is_retried_on_another_prefill_backend():
     async def scenario():
         async with lab(n_prefill=2, policy="round_robin", health_interval=60) as t:
             t.prefill[0].fail_status = 500
-            for _ in range(4):
+            for _attempt in range(4):
                 status, answer = await t.post("/v1/completions", PROMPT)
                 assert status == 200, answer
             assert len(t.prefill[1].received) == 4
@@ -115,7 +115,7 @@ def test_unreachable_prefill_backend_is_taken_out_at_once():
     async def scenario():
         async with lab(n_prefill=2, policy="round_robin", health_interval=60) as t:
             await t.prefill[0].stop()
-            for _ in range(3):
+            for _attempt in range(3):
                 assert (await t.post("/v1/completions", PROMPT))[0] == 200
             assert t.proxy.prefill.backends[0].healthy is False
             assert len(t.prefill[1].received) == 3
@@ -143,12 +143,12 @@ def test_unhealthy_backend_is_evicted_and_put_back():
             await wait_until(lambda: not t.proxy.decode.backends[1].healthy)
             _, metrics = await t.get_text("/metrics")
             assert f'pd_proxy_backend_healthy{{role="decode",backend="{t.decode[1].url}"}} 0' in metrics
-            for _ in range(4):
+            for _attempt in range(4):
                 assert (await t.post("/v1/completions", PROMPT))[0] == 200
             assert (len(t.decode[0].received), len(t.decode[1].received)) == (4, 0)
             t.decode[1].healthy = True
             await wait_until(lambda: t.proxy.decode.backends[1].healthy)
-            for _ in range(4):
+            for _attempt in range(4):
                 assert (await t.post("/v1/completions", PROMPT))[0] == 200
             assert len(t.decode[1].received) == 2
     run(scenario())
