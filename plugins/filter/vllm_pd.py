@@ -1,6 +1,6 @@
 # -*- coding: utf-8 -*-
 # Copyright: (c) 2026, erdma.pd maintainers
-# Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0)
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Filters of the vllm_pd role; the logic lives in module_utils/vllm_pd.py (unit-tested there)."""
 
 from __future__ import absolute_import, division, print_function
@@ -35,8 +35,9 @@ def systemd_command(argv):
     return vllm_pd.systemd_command_line(list(argv))
 
 
-def consistency(hosts):
-    return vllm_pd.consistency_problems(dict((k, dict(v)) for k, v in dict(hosts).items()))
+def consistency(hosts, require_both_stages=True):
+    return vllm_pd.consistency_problems(dict((k, dict(v)) for k, v in dict(hosts).items()),
+                                        require_both_stages=bool(require_both_stages))
 
 
 def missing_pins(pins, installed):

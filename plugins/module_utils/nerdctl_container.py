@@ -1,6 +1,6 @@
 # -*- coding: utf-8 -*-
 # Copyright: (c) 2026, erdma.pd maintainers
-# Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0)
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Manage one container through the nerdctl, docker or podman command line.
 
 The three tools take the same `run` flags and print docker-compatible `container inspect` JSON, but
@@ -225,7 +225,7 @@ def actual_config(data):
     if config.get("Env") is not None:
         env = {}
         for item in config["Env"]:
-            key, _, value = item.partition("=")
+            key, value = item.split("=", 1) if "=" in item else (item, "")
             env[key] = value
     volumes = None
     if data.get("Mounts") is not None:

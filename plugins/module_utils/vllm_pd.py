@@ -1,6 +1,6 @@
 # -*- coding: utf-8 -*-
 # Copyright: (c) 2026, erdma.pd maintainers
-# Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0)
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """What the vllm_pd role renders and checks, as plain functions that unit tests call directly.
 
 - the KV-connector configuration of one engine: LMCache's YAML (profile `lmcache_mooncake`) or
@@ -64,7 +64,7 @@ def device_names(devices):
     if devices is None:
         return ""
     if isinstance(devices, str):
-        devices = [d for d in devices.split(",")]
+        devices = devices.split(",")
     return ",".join(d.strip() for d in devices if d and d.strip())
 
 
@@ -260,18 +260,19 @@ def _describe_split(hosts, key):
     return len(by_value), "; ".join(parts)
 
 
-def consistency_problems(hosts):
+def consistency_problems(hosts, require_both_stages=True):
     """Every way the engines disagree on what must be identical; [] when they agree.
 
     `hosts` maps host name -> settings (with `stage` and, optionally, `installed`: the distribution
     versions found in the host's venv). Each problem is one message naming the variable, the hosts
-    and their values, why it matters and how to fix it.
+    and their values, why it matters and how to fix it. Without `require_both_stages` (a run limited
+    to some hosts), a stage without hosts among those given is not a problem.
     """
     problems = []
     if not hosts:
         return ["no engine hosts: put hosts in the groups prefill and decode"]
     stages = set(h.get("stage") for h in hosts.values())
-    for stage in ("prefill", "decode"):
+    for stage in ("prefill", "decode") if require_both_stages else ():
         if stage not in stages:
             problems.append("no %s host: the group %s is empty, PD needs at least one host in each of "
                             "prefill and decode" % (stage, stage))

@@ -1,7 +1,7 @@
 #!/usr/bin/python
 # -*- coding: utf-8 -*-
 # Copyright: (c) 2026, erdma.pd maintainers
-# Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0)
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 
 from __future__ import absolute_import, division, print_function
 
@@ -22,7 +22,8 @@ description:
   - Check mode reports what would happen; diff mode shows the fields that differ.
   - Given O(inspect_output), the module runs nothing and reports what it would do against that recorded
     C(container inspect) output (parse-only mode).
-author: erdma.pd maintainers
+author:
+  - erdma.pd maintainers (@erdma-pd)
 options:
   name:
     description: Container name.
@@ -142,12 +143,16 @@ notes:
     hash label still detects every change made through this module.
 seealso:
   - name: nerdctl command reference
+    description: The C(run), C(container inspect) and lifecycle commands that this module drives.
     link: https://github.com/containerd/nerdctl/blob/main/docs/command-reference.md
 attributes:
   check_mode:
     support: full
+    description: Inspects the container and reports the actions it would take and their diff; changes nothing.
   diff_mode:
     support: full
+    description: Shows the managed fields whose actual value differs from the desired one (or the whole configuration
+      when the container is created).
 """
 
 EXAMPLES = r"""
@@ -265,9 +270,8 @@ class Cli(object):
     def run(self, args, check=True):
         rc, out, err = self.module.run_command([self.path] + args)
         if check and rc != 0:
-            self.module.fail_json(msg="%s %s failed (rc=%d): %s" % (self.flavour, " ".join(args[:2]), rc,
-                                                                    (err or out).strip()),
-                                  rc=rc, stdout=out, stderr=err, cmd=[self.path] + args)
+            msg = "%s %s failed (rc=%d): %s" % (self.flavour, " ".join(args[:2]), rc, (err or out).strip())
+            self.module.fail_json(msg=msg, rc=rc, stdout=out, stderr=err, cmd=[self.path] + args)
         return rc, out, err
 
     def inspect(self, name):
@@ -275,8 +279,8 @@ class Cli(object):
         if nc.is_missing(rc, out, err) or (rc == 0 and out.strip() in ("", "[]")):
             return None
         if rc != 0:
-            self.module.fail_json(msg="%s container inspect %s failed (rc=%d): %s" % (self.flavour, name, rc,
-                                                                                     (err or out).strip()))
+            msg = "%s container inspect %s failed (rc=%d): %s" % (self.flavour, name, rc, (err or out).strip())
+            self.module.fail_json(msg=msg)
         return nc.parse_inspect(out)
 
 

