@@ -60,6 +60,25 @@ def scrape(url):
     return text if status == 200 else ""
 
 
+def long_enough_prompt(p_url, d_metrics, max_tokens):
+    """PROMPT repeated until it spans two KV blocks and a bit (KV moves in whole blocks), within the context."""
+    match = re.search(r'vllm:cache_config_info\{[^}]*[{,]block_size="(\d+)"', d_metrics)
+    block = int(match.group(1)) if match else 16
+    # The time first: a prefix that no engine has cached yet, so that every run shows the whole path.
+    first = f"[{time.strftime('%H:%M:%S')}] {PROMPT}"
+    best, best_count, prompt = first, 0, first
+    for _repeat in range(8):
+        status, text = http("POST", p_url + "/tokenize", {"model": "tiny", "prompt": prompt})
+        info = json.loads(text) if status == 200 else {}
+        if not info or info["count"] + max_tokens > info.get("max_model_len", 512):
+            break
+        best, best_count = prompt, info["count"]
+        if best_count > 2 * block:
+            break
+        prompt = prompt + " " + PROMPT
+    return best, best_count, block
+
+
 def stream_completion(proxy, body):
     """The answer's text, time to first token and total time, as a client of the proxy sees them."""
     req = urllib.request.Request(proxy + "/v1/completions", data=json.dumps(dict(body, stream=True)).encode(),
@@ -97,7 +116,8 @@ def main():
     d_url = health["decode"]["backends"][0]["url"]
 
     before = {"p": scrape(p_url), "d": scrape(d_url)}
-    body = {"model": "tiny", "prompt": PROMPT, "max_tokens": args.max_tokens, "temperature": 0,
+    prompt, tokens, block = long_enough_prompt(p_url, before["d"], args.max_tokens)
+    body = {"model": "tiny", "prompt": prompt, "max_tokens": args.max_tokens, "temperature": 0,
             "ignore_eos": True}
     answer, ttft, total = stream_completion(proxy, body)
     after = {"p": scrape(p_url), "d": scrape(d_url)}
@@ -106,13 +126,13 @@ def main():
         return metric(after[node], name) - metric(before[node], name)
 
     print(f"PD proxy {proxy}: prefill {p_url}, decode {d_url}")
-    print(f"prompt: {PROMPT[:100]}...")
+    print(f"prompt: {prompt[:100]}... ({tokens} tokens)")
     print(f"answer: {answer.strip()!r}")
     print("        (the lab's tiny model has random weights: the words are noise, the path is the point)")
     print("summary:")
     print(f"  prefill  prompt tokens computed on P     {delta('p', 'vllm:prompt_tokens_total'):6.0f}")
     print(f"  decode   prompt tokens loaded by D       {delta('d', 'vllm:external_prefix_cache_hits_total'):6.0f}"
-          "   (vllm:external_prefix_cache_hits_total: KV that D took from Mooncake)")
+          f"   (vllm:external_prefix_cache_hits_total: KV that D took from Mooncake, in blocks of {block})")
     print(f"  decode   tokens generated on D           {delta('d', 'vllm:generation_tokens_total'):6.0f}")
     print(f"  timings  first token {ttft * 1000:.0f} ms, whole answer {total * 1000:.0f} ms (through the proxy)")
     return 0
