@@ -108,7 +108,7 @@ def perftest_options(args):
     options, words, index = {}, [], 0
     while index < len(args):
         arg = args[index]
-        name, _, inline = arg.partition("=")
+        name, _sep, inline = arg.partition("=")
         if name in VALUED:
             if inline:
                 options[VALUED[name]] = inline
