@@ -290,6 +290,8 @@ def ensure_node(name, image, ip):
         podman("run", "-d", "--name", name, "--hostname", name, "--systemd=always",
                "--network", NETWORK, "--ip", ip, "--label", f"{LAB_LABEL}=1",
                "--label", f"{RECIPE_LABEL}={wanted}",
+               # vLLM's multiprocess queues need more than podman's 64 MiB of /dev/shm.
+               "--shm-size", "1g",
                "--tmpfs", "/tmp", "--tmpfs", "/run", "--tmpfs", "/run/lock",
                ref, "/sbin/init", capture=True)
         say(f"{name}: systemd {wait_for_systemd(name)}")

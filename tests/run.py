@@ -80,6 +80,11 @@ def stage_galaxy():
     return sh("bash", ROOT / "tests/galaxy_smoke.sh")
 
 
+def stage_integration():
+    """Beyond the control venv: LMCache 0.3.9's own loader on the role's YAML (its venv cached)."""
+    return sh(BIN / "pytest", "-q", "-p", "no:cacheprovider", "tests/integration")
+
+
 def stage_images():
     return sh(sys.executable, ROOT / "lab/lab.py", "images", env=os.environ)
 
@@ -103,6 +108,7 @@ STAGES = {
     "lint": stage_lint,
     "ansible-test": stage_ansible_test,
     "galaxy": stage_galaxy,
+    "integration": stage_integration,
     "images": stage_images,
     "molecule": stage_molecule,
 }
