@@ -13,38 +13,18 @@ import stat
 
 import pytest
 
-from ansible.module_utils import basic
-from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.erdma.pd.plugins.modules import erdma_facts
 
 FIXTURES = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "fixtures", "eadm"))
 
 
-class Exit(Exception):
-    def __init__(self, result, failed):
-        super(Exit, self).__init__(result.get("msg", ""))
-        self.result = result
-        self.failed = failed
+@pytest.fixture
+def run(run_module):
+    def run_it(args, check_mode=False):
+        return run_module(erdma_facts, args, check_mode)
 
-
-@pytest.fixture(autouse=True)
-def exits(monkeypatch):
-    def exit_json(self, **result):
-        raise Exit(result, False)
-
-    def fail_json(self, **result):
-        raise Exit(result, True)
-
-    monkeypatch.setattr(basic.AnsibleModule, "exit_json", exit_json)
-    monkeypatch.setattr(basic.AnsibleModule, "fail_json", fail_json)
-
-
-def run(args):
-    with patch_module_args(args):
-        with pytest.raises(Exit) as caught:
-            erdma_facts.main()
-    return caught.value
+    return run_it
 
 
 def write(root, path, text=""):
@@ -83,7 +63,7 @@ def host(tmp_path):
     return root
 
 
-def test_driver_loaded_in_standard_mode_with_compat_mode_persisted(host, tmp_path, monkeypatch):
+def test_driver_loaded_in_standard_mode_with_compat_mode_persisted(host, tmp_path, monkeypatch, run):
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     eadm = eadm_stand_in(bin_dir)
@@ -101,7 +81,7 @@ def test_driver_loaded_in_standard_mode_with_compat_mode_persisted(host, tmp_pat
         assert handle.read().splitlines() == ["ver", "stat -d erdma_0 -l"]
 
 
-def test_eadm_without_the_l_option_is_asked_again_without_it(host, tmp_path, monkeypatch):
+def test_eadm_without_the_l_option_is_asked_again_without_it(host, tmp_path, monkeypatch, run):
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     path = str(bin_dir / "eadm")
@@ -117,7 +97,7 @@ def test_eadm_without_the_l_option_is_asked_again_without_it(host, tmp_path, mon
         assert handle.read().splitlines()[-2:] == ["stat -d erdma_0 -l", "stat -d erdma_0"]
 
 
-def test_without_eadm_counters_are_empty_not_a_failure(host, tmp_path, monkeypatch):
+def test_without_eadm_counters_are_empty_not_a_failure(host, tmp_path, monkeypatch, run):
     monkeypatch.setenv("PATH", str(tmp_path))
     outcome = run({"root": str(host)})
     assert not outcome.failed
@@ -126,7 +106,7 @@ def test_without_eadm_counters_are_empty_not_a_failure(host, tmp_path, monkeypat
     assert facts["version"] is None
 
 
-def test_parse_only_reads_nothing_from_the_host():
+def test_parse_only_reads_nothing_from_the_host(run):
     with open(os.path.join(FIXTURES, "stat_exporter_quote.txt")) as handle:
         outcome = run({"output": handle.read(), "root": "/nonexistent"})
     assert outcome.result["ansible_facts"]["erdma"] == {"stats_device": "erdma_0", "stats": {"listen_create_cnt": 0}}

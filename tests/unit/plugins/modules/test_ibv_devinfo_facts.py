@@ -14,37 +14,19 @@ import stat
 import pytest
 
 from ansible.module_utils import basic
-from ansible.module_utils.testing import patch_module_args
+
 
 from ansible_collections.erdma.pd.plugins.modules import ibv_devinfo_facts
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "..", "..", "fixtures", "ibv_devinfo")
 
 
-class Exit(Exception):
-    def __init__(self, result, failed):
-        super(Exit, self).__init__(result.get("msg", ""))
-        self.result = result
-        self.failed = failed
+@pytest.fixture
+def run(run_module):
+    def run_it(args, check_mode=False):
+        return run_module(ibv_devinfo_facts, args, check_mode)
 
-
-@pytest.fixture(autouse=True)
-def exits(monkeypatch):
-    def exit_json(self, **result):
-        raise Exit(result, False)
-
-    def fail_json(self, **result):
-        raise Exit(result, True)
-
-    monkeypatch.setattr(basic.AnsibleModule, "exit_json", exit_json)
-    monkeypatch.setattr(basic.AnsibleModule, "fail_json", fail_json)
-
-
-def run(args):
-    with patch_module_args(args):
-        with pytest.raises(Exit) as caught:
-            ibv_devinfo_facts.main()
-    return caught.value
+    return run_it
 
 
 def stand_in(bin_dir, name, script):
@@ -60,7 +42,7 @@ def fixture_path(name):
     return os.path.abspath(os.path.join(FIXTURES, name))
 
 
-def test_parse_only_sets_rdma_devices(tmp_path):
+def test_parse_only_sets_rdma_devices(tmp_path, run):
     with open(fixture_path("erdma_guide_verbose.txt")) as handle:
         outcome = run({"output": handle.read()})
     assert not outcome.failed
@@ -70,7 +52,7 @@ def test_parse_only_sets_rdma_devices(tmp_path):
     assert outcome.result["changed"] is False
 
 
-def test_runs_ibv_devinfo_with_device_and_verbose(tmp_path, monkeypatch):
+def test_runs_ibv_devinfo_with_device_and_verbose(tmp_path, monkeypatch, run):
     tool = stand_in(tmp_path, "ibv_devinfo", '/bin/cat "%s"' % fixture_path("erdma_guide_verbose.txt"))
     monkeypatch.setenv("PATH", str(tmp_path))
     outcome = run({"device": "erdma_0", "verbose": True})
@@ -81,7 +63,7 @@ def test_runs_ibv_devinfo_with_device_and_verbose(tmp_path, monkeypatch):
     assert outcome.result["ansible_facts"]["rdma_devices"][0]["hca_id"] == "erdma_0"
 
 
-def test_no_devices_is_an_empty_list_even_with_a_failing_rc(tmp_path, monkeypatch):
+def test_no_devices_is_an_empty_list_even_with_a_failing_rc(tmp_path, monkeypatch, run):
     stand_in(tmp_path, "ibv_devinfo", "echo 'No IB devices found' >&2; exit 255")
     monkeypatch.setenv("PATH", str(tmp_path))
     outcome = run({})
@@ -89,7 +71,7 @@ def test_no_devices_is_an_empty_list_even_with_a_failing_rc(tmp_path, monkeypatc
     assert outcome.result["ansible_facts"]["rdma_devices"] == []
 
 
-def test_kernel_without_rdma_is_an_empty_list_with_a_warning(tmp_path, monkeypatch):
+def test_kernel_without_rdma_is_an_empty_list_with_a_warning(tmp_path, monkeypatch, run):
     stand_in(tmp_path, "ibv_devinfo", '/bin/cat "%s" >&2; exit 255' % fixture_path("no_rdma_kernel_debian12.txt"))
     monkeypatch.setenv("PATH", str(tmp_path))
     warnings = []
@@ -100,7 +82,7 @@ def test_kernel_without_rdma_is_an_empty_list_with_a_warning(tmp_path, monkeypat
     assert warnings and "Function not implemented" in warnings[0]
 
 
-def test_libibverbs_warnings_on_stderr_do_not_enter_the_facts(tmp_path, monkeypatch):
+def test_libibverbs_warnings_on_stderr_do_not_enter_the_facts(tmp_path, monkeypatch, run):
     script = ('echo "libibverbs: Warning: couldn\'t load driver \'libfoo-rdmav34.so\'" >&2\n'
               '/bin/cat "%s"' % fixture_path("rxe_two_hcas.txt"))
     stand_in(tmp_path, "ibv_devinfo", script)
@@ -113,7 +95,7 @@ def test_libibverbs_warnings_on_stderr_do_not_enter_the_facts(tmp_path, monkeypa
     assert "libibverbs" not in last_port and "libibverbs" not in devices[-1]
 
 
-def test_unknown_device_fails_with_the_tools_message(tmp_path, monkeypatch):
+def test_unknown_device_fails_with_the_tools_message(tmp_path, monkeypatch, run):
     stand_in(tmp_path, "ibv_devinfo", "echo \"IB device 'erdma_9' wasn't found\" >&2; exit 255")
     monkeypatch.setenv("PATH", str(tmp_path))
     outcome = run({"device": "erdma_9"})
@@ -121,14 +103,14 @@ def test_unknown_device_fails_with_the_tools_message(tmp_path, monkeypatch):
     assert "rc=255" in outcome.result["msg"] and "erdma_9" in outcome.result["msg"]
 
 
-def test_missing_binary_names_the_package(tmp_path, monkeypatch):
+def test_missing_binary_names_the_package(tmp_path, monkeypatch, run):
     monkeypatch.setenv("PATH", str(tmp_path))
     outcome = run({})
     assert outcome.failed
     assert "ibverbs-utils" in outcome.result["msg"]
 
 
-def test_cut_output_warns_and_keeps_complete_devices(tmp_path, monkeypatch):
+def test_cut_output_warns_and_keeps_complete_devices(tmp_path, monkeypatch, run):
     stand_in(tmp_path, "ibv_devinfo", '/bin/cat "%s"' % fixture_path("rxe_verbose_cut.txt"))
     monkeypatch.setenv("PATH", str(tmp_path))
     outcome = run({"verbose": True})

@@ -13,8 +13,6 @@ import stat
 
 import pytest
 
-from ansible.module_utils import basic
-from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.erdma.pd.plugins.modules import rdma_perftest
 
@@ -22,32 +20,12 @@ FIXTURES = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "
 SYSTEM_PATH = "/usr/bin:/bin"  # where coreutils' timeout and stdbuf live
 
 
-class Exit(Exception):
-    def __init__(self, result, failed):
-        super(Exit, self).__init__(result.get("msg", ""))
-        self.result = result
-        self.failed = failed
+@pytest.fixture
+def run(run_module):
+    def run_it(args, check_mode=False):
+        return run_module(rdma_perftest, args, check_mode)
 
-
-@pytest.fixture(autouse=True)
-def exits(monkeypatch):
-    def exit_json(self, **result):
-        raise Exit(result, False)
-
-    def fail_json(self, **result):
-        raise Exit(result, True)
-
-    monkeypatch.setattr(basic.AnsibleModule, "exit_json", exit_json)
-    monkeypatch.setattr(basic.AnsibleModule, "fail_json", fail_json)
-
-
-def run(args, check_mode=False):
-    if check_mode:
-        args = dict(args, _ansible_check_mode=True)
-    with patch_module_args(args):
-        with pytest.raises(Exit) as caught:
-            rdma_perftest.main()
-    return caught.value
+    return run_it
 
 
 def fixture(name):
@@ -72,7 +50,7 @@ def tool(tmp_path, monkeypatch):
     return install
 
 
-def test_parse_only_bandwidth_passes_without_threshold():
+def test_parse_only_bandwidth_passes_without_threshold(run):
     outcome = run({"output": fixture("ib_write_bw_bidir_all_sizes_report_gbits.txt")})
     assert not outcome.failed
     assert outcome.result["summary"]["bw_avg_gbps"] == 204.59
@@ -80,7 +58,7 @@ def test_parse_only_bandwidth_passes_without_threshold():
     assert len(outcome.result["rows"]) == 23
 
 
-def test_threshold_failure_states_measured_and_expected():
+def test_threshold_failure_states_measured_and_expected(run):
     outcome = run({"output": fixture("ib_write_bw_bidir_duration_cpufreq_warning.txt"), "min_bw_gbps": 100.0})
     assert outcome.failed
     assert outcome.result["msg"] == (
@@ -90,12 +68,12 @@ def test_threshold_failure_states_measured_and_expected():
     assert outcome.result["summary"]["bw_avg_gbps"] == 98.02
 
 
-def test_latency_threshold_in_microseconds():
+def test_latency_threshold_in_microseconds(run):
     outcome = run({"output": fixture("ib_send_lat_rxe_client.txt"), "max_lat_us": 3.0})
     assert outcome.failed and "3.25 us" in outcome.result["msg"] and "3.00 us" in outcome.result["msg"]
 
 
-def test_client_run_goes_through_timeout_and_stdbuf(tool):
+def test_client_run_goes_through_timeout_and_stdbuf(tool, run):
     path = tool("ib_write_bw", 'cat "%s/ib_write_bw_bidir_duration_cpufreq_warning.txt"' % FIXTURES)
     outcome = run({"role": "client", "server": "10.0.0.12", "device": "erdma_0", "qps": 16, "timeout": 30})
     assert not outcome.failed
@@ -109,7 +87,7 @@ def test_client_run_goes_through_timeout_and_stdbuf(tool):
     assert any("Conflicting CPU" in line for line in outcome.result["warnings_in_output"])
 
 
-def test_check_mode_runs_nothing(tool):
+def test_check_mode_runs_nothing(tool, run):
     path = tool("ib_write_bw", "exit 0")
     outcome = run({"role": "client", "server": "10.0.0.12"}, check_mode=True)
     assert not outcome.failed and outcome.result["skipped"] is True
@@ -117,7 +95,7 @@ def test_check_mode_runs_nothing(tool):
     assert outcome.result["cmd"][0] == "ib_write_bw"
 
 
-def test_timeout_stops_a_hanging_tool_and_says_so(tool):
+def test_timeout_stops_a_hanging_tool_and_says_so(tool, run):
     tool("ib_write_bw", "exec sleep 30")
     outcome = run({"role": "server", "timeout": 1})
     assert outcome.failed
@@ -125,7 +103,7 @@ def test_timeout_stops_a_hanging_tool_and_says_so(tool):
     assert "stopped after timeout=1s" in outcome.result["msg"]
 
 
-def test_run_infinitely_stopped_by_timeout_keeps_the_rows_printed(tool):
+def test_run_infinitely_stopped_by_timeout_keeps_the_rows_printed(tool, run):
     tool("ib_write_bw", '/bin/cat "%s/ib_write_bw_bidir_duration_cpufreq_warning.txt"; exec sleep 30' % FIXTURES)
     outcome = run({"role": "client", "server": "10.0.0.12", "run_infinitely": True, "timeout": 1})
     assert not outcome.failed
@@ -134,21 +112,21 @@ def test_run_infinitely_stopped_by_timeout_keeps_the_rows_printed(tool):
     assert "--run_infinitely" in outcome.result["cmd"]
 
 
-def test_latency_server_without_rows_succeeds(tool):
+def test_latency_server_without_rows_succeeds(tool, run):
     tool("ib_read_lat", 'cat "%s/ib_read_lat_mlx4_server.txt"' % FIXTURES)
     outcome = run({"tool": "ib_read_lat", "role": "server"})
     assert not outcome.failed
     assert outcome.result["rows"] == []
 
 
-def test_standard_mode_connection_failure_points_at_compat_mode(tool):
+def test_standard_mode_connection_failure_points_at_compat_mode(tool, run):
     tool("ib_write_bw", "echo ' Failed to modify QP to RTS'; echo \" Unable to Connect the HCA's through the link\"; exit 1")
     outcome = run({"role": "client", "server": "10.0.0.12"})
     assert outcome.failed
     assert "Failed to modify QP to RTS" in outcome.result["msg"] and "compat_mode=Y" in outcome.result["msg"]
 
 
-def test_missing_tool_names_the_package(tmp_path, monkeypatch):
+def test_missing_tool_names_the_package(tmp_path, monkeypatch, run):
     monkeypatch.setenv("PATH", str(tmp_path))
     outcome = run({"role": "client", "server": "10.0.0.12", "tool": "ib_read_bw"})
     assert outcome.failed
