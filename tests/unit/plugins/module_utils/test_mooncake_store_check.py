@@ -190,3 +190,7 @@ def test_hung_client_is_killed_at_the_timeout(tmp_path):
     assert timed_out and result == {}
     assert time.monotonic() - started < 5
     assert classify_failure(result, "", "tcp", timed_out=True)[0] == "timeout"
+
+
+def test_a_client_that_hangs_after_its_work_is_not_a_failure():
+    assert classify_failure(DONE, log("client-0.3.7-tcp-ok.log"), "tcp", timed_out=True) == (None, None)
