@@ -14,6 +14,7 @@ saying that it is a stand-in:
     <out>/erdma/env_setup.sh                        the stand-in installer next to this file
     <out>/erdma/erdma_installer-1.4.3.tar.gz
     <out>/checksums.json                            {file name: "sha256:<hex>"} of the install artefacts
+    <out>/erdma.tar.gz                              all of <out>/erdma, for shipping to the mirror node
 
 Usage: python3 build_mirror.py OUT_DIR. Needs gpg, dpkg-deb and dpkg-scanpackages on the control node.
 """
@@ -164,6 +165,8 @@ def main():
         finally:
             subprocess.run(["gpgconf", "--kill", "all"], env=gpg_env, check=False)
     (out / "checksums.json").write_text(json.dumps(checksums, indent=2, sort_keys=True) + "\n")
+    # One file to ship to the mirror node (one transfer instead of one per file).
+    shutil.make_archive(str(out / "erdma"), "gztar", root_dir=str(out), base_dir="erdma")
     print("stand-in mirror in %s: %d artefacts, apt suites %s" % (out, len(checksums), ", ".join(CODENAMES)))
 
 
