@@ -141,7 +141,7 @@ def test_unhealthy_backend_is_evicted_and_put_back():
         async with lab(n_decode=2, policy="round_robin") as t:
             t.decode[1].healthy = False
             await wait_until(lambda: not t.proxy.decode.backends[1].healthy)
-            _, metrics = await t.get_text("/metrics")
+            _status, metrics = await t.get_text("/metrics")
             assert f'pd_proxy_backend_healthy{{role="decode",backend="{t.decode[1].url}"}} 0' in metrics
             for _attempt in range(4):
                 assert (await t.post("/v1/completions", PROMPT))[0] == 200
