@@ -4,14 +4,18 @@ Runs after the side effect (Mooncake master restarted, roles re-run), so every t
 the path came back. HTTP goes from this machine to the nodes' addresses on the scenario network.
 """
 import json
+import pathlib
 import re
 import subprocess
+import sys
 import time
-import urllib.error
-import urllib.request
 import uuid
 
 import pytest
+
+# The demo's HTTP and Prometheus helpers: one copy serves `make lab` and this proof.
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[3] / "lab"))
+from demo import http, metric  # noqa: E402  pylint: disable=wrong-import-position
 
 testinfra_hosts = ["podman://e2e-master"]
 
@@ -25,23 +29,6 @@ def node_ip(name):
                           "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", name],
                          capture_output=True, text=True, check=True, timeout=30)
     return out.stdout.strip()
-
-
-def http(method, url, body=None, timeout=120):
-    """(status, text) of one request; HTTP errors are answers too."""
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
-            return resp.status, resp.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
-
-
-def metric(text, name):
-    """Sum of every sample of a Prometheus metric (all label sets)."""
-    pattern = re.compile(rf"^{re.escape(name)}(?:\{{[^}}]*\}})? ([0-9.eE+-]+)$", re.M)
-    return sum(float(v) for v in pattern.findall(text))
 
 
 def wait_for(predicate, timeout, what):
