@@ -1,6 +1,6 @@
 # -*- coding: utf-8 -*-
 # Copyright: (c) 2026, erdma.pd maintainers
-# Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0)
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """erdma.pd.erdma_compat_mode end to end, with the kernel simulated at the run_command boundary.
 
 FakeKernel answers rmmod/modprobe/pgrep the way the kernel and procps do and keeps a fake
