@@ -34,12 +34,15 @@ LAB_LABEL = "io.erdma-pd.lab"
 # The settings that podman needs on these machines (crun and default ulimits fail here).
 # The lab network has an explicit subnet; networks that molecule scenarios create are
 # drawn from the pool, which deliberately does not overlap it.
+# netavark + aardvark-dns, named explicitly: podman 4.3 on Debian 12 otherwise picks CNI, and
+# Debian ships no CNI dnsname plugin, so containers on one network could not resolve each other.
 PODMAN_CONF = """\
 # Managed by erdma.pd lab/lab.py: rootful podman settings that work on this host.
 [containers]
 default_ulimits = ["nofile=20000:20000", "nproc=20000:20000"]
 
 [network]
+network_backend = "netavark"
 default_subnet_pools = [{"base" = "10.89.64.0/18", "size" = 24}]
 
 [engine]
@@ -48,7 +51,8 @@ cgroup_manager = "cgroupfs"
 events_logger = "file"
 """
 
-HOST_PACKAGES = ["podman", "debootstrap", "runc", "uidmap", "curl", "make"]
+HOST_PACKAGES = ["podman", "netavark", "aardvark-dns", "iptables", "debootstrap", "runc", "uidmap", "curl",
+                 "make"]
 BASE_PACKAGES = ["systemd", "systemd-sysv", "python3", "sudo", "iproute2", "ca-certificates",
                  "dbus", "iputils-ping", "procps"]
 
@@ -129,12 +133,40 @@ def ensure_host():
             run(["apt-get", "update", "-q"])
             apt_install(["ubuntu-keyring"], extra=["-t", "bookworm-backports"])
     if not CONTAINERS_CONF.exists() or CONTAINERS_CONF.read_text() != PODMAN_CONF:
+        leave_cni_backend()
         with step(f"write {CONTAINERS_CONF}"):
             CONTAINERS_CONF.parent.mkdir(parents=True, exist_ok=True)
             if CONTAINERS_CONF.exists():
                 shutil.copy2(CONTAINERS_CONF, CONTAINERS_CONF.with_suffix(".conf.before-erdma-pd"))
             CONTAINERS_CONF.write_text(PODMAN_CONF)
-    say("host ready: podman, debootstrap, runc, ubuntu-keyring, containers.conf")
+    check_network_backend()
+    say("host ready: podman (netavark, aardvark-dns), debootstrap, runc, ubuntu-keyring, containers.conf")
+
+
+def leave_cni_backend():
+    """Containers and networks made under CNI are invisible to netavark: remove them first.
+
+    Only on a machine that ran podman with CNI before (a fresh one has nothing to remove); images stay.
+    """
+    if not shutil.which("podman"):
+        return
+    res = podman("info", "--format", "{{.Host.NetworkBackend}}", check=False, capture=True)
+    if res.stdout.strip() != "cni":
+        return
+    with step("leave the CNI network backend: remove containers and networks made under it"):
+        podman("rm", "-a", "-f", "-t", "5", check=False, capture=True)
+        names = podman("network", "ls", "--format", "{{.Name}}", check=False, capture=True).stdout.split()
+        for name in names:
+            if name != "podman":
+                podman("network", "rm", "-f", name, check=False, capture=True)
+
+
+def check_network_backend():
+    """Two containers on one scenario network must resolve each other by name (molecule needs it)."""
+    res = podman("info", "--format", "{{.Host.NetworkBackend}}", capture=True)
+    if res.stdout.strip() != "netavark":
+        sys.exit(f"[lab] podman uses the {res.stdout.strip()!r} network backend, not netavark: "
+                 f"containers on one network cannot resolve each other by name; check {CONTAINERS_CONF}")
 
 
 # ---------------------------------------------------------------- images
@@ -327,6 +359,29 @@ def images(args):
     ensure_host()
     for name in args.names or list(IMAGES):
         ensure_image(name)
+    if not args.names:
+        check_names_resolve()
+
+
+def check_names_resolve():
+    """Prove what molecule scenarios rely on: a container finds another one of its network by name."""
+    net, peer = "erdma-lab-dnscheck", "erdma-lab-dnscheck-peer"
+    podman("rm", "-f", "-t", "0", peer, check=False, capture=True)
+    podman("network", "rm", "-f", net, check=False, capture=True)
+    with step("containers on one network resolve each other by name"):
+        podman("network", "create", net, capture=True)
+        try:
+            podman("run", "-d", "--name", peer, "--network", net, image_ref("debian12"), "sleep", "60",
+                   capture=True)
+            res = podman("run", "--rm", "--network", net, image_ref("debian12"), "getent", "hosts", peer,
+                         check=False, capture=True)
+            if res.returncode != 0:
+                sys.exit(f"[lab] a container cannot resolve {peer} on network {net}: molecule scenarios "
+                         f"that reach each other by name would fail (podman network backend, aardvark-dns)")
+            say(f"{peer} -> {res.stdout.split()[0]}")
+        finally:
+            podman("rm", "-f", "-t", "0", peer, check=False, capture=True)
+            podman("network", "rm", "-f", net, check=False, capture=True)
 
 
 def main():
