@@ -1,14 +1,14 @@
 # -*- coding: utf-8 -*-
 # Copyright: (c) 2026, erdma.pd maintainers
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Filters of the mooncake role: the master's flags and its wildcard listeners (logic in module_utils)."""
+"""Filters of the mooncake role: the master's flags and its wildcard listeners (logic in plugin_utils/mooncake_master.py)."""
 
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
 from ansible.errors import AnsibleFilterError
-from ansible_collections.erdma.pd.plugins.module_utils.mooncake_store import (
+from ansible_collections.erdma.pd.plugins.plugin_utils.mooncake_master import (
     MasterFlagError,
     master_flags,
     parse_master_help,

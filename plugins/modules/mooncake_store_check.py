@@ -283,7 +283,7 @@ would:
 import os
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.erdma.pd.plugins.module_utils.mooncake_store import store_check
+from ansible_collections.erdma.pd.plugins.module_utils.mooncake_store_runner import store_check
 
 MIB = 1024 * 1024
 

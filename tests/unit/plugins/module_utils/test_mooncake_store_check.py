@@ -16,14 +16,16 @@ import time
 
 import pytest
 
-from ansible_collections.erdma.pd.plugins.module_utils.mooncake_store import (
+from ansible_collections.erdma.pd.plugins.module_utils.mooncake_failures import (
     classify_failure,
     observed_transport,
+    tcp_fallback,
+)
+from ansible_collections.erdma.pd.plugins.module_utils.mooncake_store_runner import (
     parse_client_output,
     run_client,
     split_host_port,
     store_check,
-    tcp_fallback,
 )
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "..", "..", "fixtures", "mooncake")

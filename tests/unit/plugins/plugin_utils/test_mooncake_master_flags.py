@@ -12,7 +12,7 @@ import os
 
 import pytest
 
-from ansible_collections.erdma.pd.plugins.module_utils.mooncake_store import (
+from ansible_collections.erdma.pd.plugins.plugin_utils.mooncake_master import (
     MasterFlagError,
     master_flags,
     parse_master_help,
