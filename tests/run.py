@@ -104,7 +104,7 @@ def stage_molecule():
     print("\n===== molecule scenarios =====")
     for name, seconds, rc in results:
         print(f"{name:<20} {seconds:8.1f}s  {'ok' if rc == 0 else f'FAILED (rc={rc})'}", flush=True)
-    return max(rc for _, _, rc in results)
+    return max(result[2] for result in results)
 
 
 STAGES = {
