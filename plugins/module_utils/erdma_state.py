@@ -15,8 +15,12 @@ import glob
 import os
 import re
 
+from ansible_collections.erdma.pd.plugins.module_utils.bounded_command import run_bounded
+
 EADM_PACKAGE = "eadm"
 MODULE_NAME = "erdma"
+# Seconds that eadm or modinfo may take before they are stopped (they answer in well under one).
+DEFAULT_TIMEOUT = 30
 
 _STAT_LINE = re.compile(r"^\s*([A-Za-z_][\w.\-]*)\s*:\s*(\d+)\s*$")
 _EADM_VERSION = re.compile(r"driver version:\s*(\S+)", re.IGNORECASE)
@@ -122,43 +126,51 @@ def read_host_state(root="/"):
     }
 
 
-def modinfo_version(module):
+def _bounded_output(module, argv, timeout):
+    """stdout of argv, or None when it fails or does not finish within `timeout` seconds (warned)."""
+    rc, out, _err, timed_out = run_bounded(module, argv, timeout)
+    if timed_out:
+        module.warn("%s did not finish within %d s and was stopped; its answer is left out. A hung erdma "
+                    "driver does that: look at `dmesg | grep -i erdma`" % (" ".join(argv), timeout))
+        return None
+    return out if rc == 0 else None
+
+
+def modinfo_version(module, timeout=DEFAULT_TIMEOUT):
     """Version of the erdma module on disk (also when it is not loaded), from modinfo."""
     modinfo = module.get_bin_path("modinfo")
     if not modinfo:
         return None
-    rc, out, _err = module.run_command([modinfo, "-F", "version", MODULE_NAME])
-    version = (out or "").strip()
-    return version if rc == 0 and version else None
+    version = (_bounded_output(module, [modinfo, "-F", "version", MODULE_NAME], timeout) or "").strip()
+    return version or None
 
 
-def eadm_output(module, *args):
-    """Run eadm with args; None when eadm is not installed or fails."""
+def eadm_output(module, args, timeout=DEFAULT_TIMEOUT):
+    """Run eadm with args; None when eadm is not installed, fails or hangs past `timeout` seconds."""
     eadm = module.get_bin_path("eadm")
     if not eadm:
         return None
-    rc, out, _err = module.run_command([eadm] + list(args))
-    return out if rc == 0 else None
+    return _bounded_output(module, [eadm] + list(args), timeout)
 
 
-def gather(module, root="/", device="erdma_0", stats=True):
+def gather(module, root="/", device="erdma_0", stats=True, timeout=DEFAULT_TIMEOUT):
     """Facts of this host's eRDMA driver; commands run only when their tool is installed."""
     facts = read_host_state(root)
     facts["eadm_present"] = bool(module.get_bin_path("eadm"))
-    facts["eadm_driver_version"] = parse_eadm_version(eadm_output(module, "ver"))
+    facts["eadm_driver_version"] = parse_eadm_version(eadm_output(module, ["ver"], timeout))
     if not facts["version"]:
-        for source, version in (("modinfo", modinfo_version(module)), ("eadm ver", facts["eadm_driver_version"])):
+        for source, version in (("modinfo", modinfo_version(module, timeout)), ("eadm ver", facts["eadm_driver_version"])):
             if version:
                 facts["version"], facts["version_source"] = version, source
                 break
     facts["stats_device"] = device
-    facts["stats"] = read_stats(module, device) if stats else {}
+    facts["stats"] = read_stats(module, device, timeout) if stats else {}
     return facts
 
 
-def read_stats(module, device):
+def read_stats(module, device, timeout=DEFAULT_TIMEOUT):
     """Counters as the guide reads them (`eadm stat -d DEV -l`); eadm releases without -l get a second try."""
-    text = eadm_output(module, "stat", "-d", device, "-l")
+    text = eadm_output(module, ["stat", "-d", device, "-l"], timeout)
     if text is None:
-        text = eadm_output(module, "stat", "-d", device)
+        text = eadm_output(module, ["stat", "-d", device], timeout)
     return parse_eadm_stat(text)

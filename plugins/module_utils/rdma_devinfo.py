@@ -15,6 +15,8 @@ __metaclass__ = type
 
 import re
 
+from ansible_collections.erdma.pd.plugins.module_utils.bounded_command import BoundedCommandError, run_bounded
+
 IBV_DEVINFO_PACKAGE = "ibverbs-utils"
 NO_DEVICES_MARKER = "No IB devices found"
 # What ibv_devinfo says (rc=255) where the kernel has no RDMA core at all, e.g. in a container.
@@ -206,48 +208,71 @@ def _port_complete(device, port):
     return not _is_verbose(device) or "active_speed" in port
 
 
-def device_complete(device):
-    """A device is whole when all its ports were printed to their last field."""
+def _selected_port(device, port):
+    """The port that `ibv_devinfo -i PORT` printed, or None when the output shows the device's every port.
+
+    With -i the tool prints the device's own keys (phys_port_cnt included) and then only that port.
+    Without `port` given, a device whose first printed port is not port 1 was printed that way: the
+    tool prints ports in order from 1, so output cut short can never lack port 1.
+    """
+    numbers = [entry["port"] for entry in device["ports"]]
+    if port is not None:
+        return port if numbers == [port] else None
+    if len(numbers) == 1 and numbers[0] != 1:
+        return numbers[0]
+    return None
+
+
+def device_complete(device, port=None):
+    """A device is whole when all its ports (or the one port asked for with -i) were printed to their last field."""
     ports = device["ports"]
     expected = device.get("phys_port_cnt")
-    if not ports or (isinstance(expected, int) and len(ports) < expected):
+    if not ports:
         return False
-    return all(_port_complete(device, port) for port in ports)
+    if _selected_port(device, port) is None and isinstance(expected, int) and len(ports) < expected:
+        return False
+    return all(_port_complete(device, entry) for entry in ports)
 
 
-def _finish(device):
-    for port in device["ports"]:
-        port["link_gbps"] = link_gbps(device, port)
-        if not port["gids"]:
-            del port["gids"]
+def _finish(device, port=None):
+    selected = _selected_port(device, port)
+    for entry in device["ports"]:
+        entry["link_gbps"] = link_gbps(device, entry)
+        if not entry["gids"]:
+            del entry["gids"]
     device["is_erdma"] = is_erdma(device)
+    # Which port `ibv_devinfo -i` selected; null when every port of the device was printed.
+    device["port_selected"] = selected
     return device
 
 
-def parse_devinfo(text):
-    """Parse ibv_devinfo output.
+def parse_devinfo(text, port=None):
+    """Parse ibv_devinfo output; `port` is the PORT of `ibv_devinfo -i PORT` when it was used.
 
     Returns (devices, warnings). Output cut off inside the last device (a killed command, a copy
     that stopped short) drops that device and says so in a warning; the devices before it are whole
-    because the tool prints one device after the other.
+    because the tool prints one device after the other. A device printed with -i (one port of a
+    multi-port HCA) is whole.
     """
     if no_devices_reason(text or "") is not None:
         return [], []
     devices = _DevinfoReader().read(text or "")
     warnings = []
-    if devices and not device_complete(devices[-1]):
+    if devices and not device_complete(devices[-1], port):
         cut = devices.pop()
         warnings.append(
             "ibv_devinfo output ends inside device %s (ports printed: %d of %s); "
             "it was left out of rdma_devices" % (cut["hca_id"], len(cut["ports"]), cut.get("phys_port_cnt", "?"))
         )
-    return [_finish(device) for device in devices], warnings
+    return [_finish(device, port) for device in devices], warnings
 
 
-def devinfo_command(binary, verbose=False, device=None):
+def devinfo_command(binary, verbose=False, device=None, port=None):
     argv = [binary]
     if device:
         argv += ["-d", device]
+    if port is not None:
+        argv += ["-i", str(port)]
     if verbose:
         argv.append("-v")
     return argv
@@ -263,8 +288,8 @@ def no_devices_reason(text):
     return None
 
 
-def run_devinfo(module, verbose=False, device=None):
-    """Run ibv_devinfo through the module.
+def run_devinfo(module, verbose=False, device=None, port=None, timeout=30):
+    """Run ibv_devinfo through the module, stopped after `timeout` seconds.
 
     Returns (stdout, argv, reason): `reason` is None when devices were listed, else why the host has
     none. Only stdout is parsed: libibverbs prints its warnings on stderr, between device blocks.
@@ -276,8 +301,16 @@ def run_devinfo(module, verbose=False, device=None):
             "ibv_devinfo was not found on this host: install the package %s "
             "(apt-get install %s, or MLNX_OFED) and run again" % (IBV_DEVINFO_PACKAGE, IBV_DEVINFO_PACKAGE)
         )
-    argv = devinfo_command(binary, verbose, device)
-    rc, out, err = module.run_command(argv)
+    argv = devinfo_command(binary, verbose, device, port)
+    try:
+        rc, out, err, timed_out = run_bounded(module, argv, timeout)
+    except BoundedCommandError as error:
+        raise DevinfoError(str(error))
+    if timed_out:
+        raise DevinfoError(
+            "%s did not finish within %d s and was stopped: a hung RDMA driver does that; look at "
+            "`dmesg | grep -i -e erdma -e ib_core` and the driver state (eadm stat)" % (" ".join(argv), timeout)
+        )
     reason = no_devices_reason("%s\n%s" % (out or "", err or ""))
     if reason is not None:
         return "", argv, reason

@@ -210,10 +210,36 @@ def _valued_args(params):
     return args
 
 
+def _check_ranges(params):
+    """Refuse values that perftest or `timeout` would take for something else than meant."""
+    if params.get("timeout") is not None and params["timeout"] < 1:
+        raise PerftestError("timeout must be at least 1 second (found %d): `timeout 0` would let %s run "
+                            "without any limit" % (params["timeout"], params["tool"]))
+    port = params.get("port")
+    if port is not None and not 1 <= port <= 65535:
+        raise PerftestError("port must be a TCP port from 1 to 65535 (found %d)" % port)
+    for name in ("ib_port", "qps", "size", "duration", "iterations"):
+        if params.get(name) is not None and params[name] < 1:
+            raise PerftestError("%s must be at least 1 (found %d)" % (name, params[name]))
+    server = params.get("server")
+    if server and (server.startswith("-") or any(c.isspace() for c in server)):
+        # perftest takes the last bare word as the server: '-x' there would become an option.
+        raise PerftestError("server must be a host name or an address (found %r): it cannot start with '-' "
+                            "or hold spaces" % server)
+    if params["tool"] in LATENCY_TOOLS and (params.get("qps") or 1) > 1:
+        raise PerftestError("qps=%d: %s measures one queue pair (perftest: \"Multiple QPs only available on bw "
+                            "tests\"); leave qps unset for latency tools" % (params["qps"], params["tool"]))
+
+
 def perftest_args(params):
     """The tool's own arguments; the client names the server last, as perftest expects."""
     if params.get("all_sizes") and params.get("size") is not None:
         raise PerftestError("size and all_sizes exclude each other: -a measures every size from 2 bytes up")
+    if params.get("all_sizes") and params.get("duration") is not None:
+        # perftest refuses -D with -a; -n sets the iterations per size instead.
+        raise PerftestError("duration and all_sizes exclude each other: perftest's duration mode does not "
+                            "run all sizes; use iterations (-n, per size) with all_sizes")
+    _check_ranges(params)
     args = _valued_args(params) + _flag_args(params) + list(params.get("extra_args") or [])
     if params["role"] == "client":
         if not params.get("server"):

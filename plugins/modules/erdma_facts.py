@@ -43,6 +43,13 @@ options:
         inspecting a mounted image or a chroot.
     type: path
     default: /
+  timeout:
+    description:
+      - Seconds that each C(eadm) or C(modinfo) call may take before it is stopped (coreutils
+        C(timeout), killed 5 s later). A stopped call leaves its answer out with a warning instead of
+        holding the play. At least 1.
+    type: int
+    default: 30
 notes:
   - C(compat_mode=Y) is needed for out-of-band connection setup (NCCL, perftest without C(-R)); in
     standard mode perftest fails with C(Failed to modify QP to RTS).
@@ -140,6 +147,7 @@ ansible_facts:
 """
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.erdma.pd.plugins.module_utils.bounded_command import BoundedCommandError, check_timeout
 from ansible_collections.erdma.pd.plugins.module_utils.erdma_state import gather, parse_eadm_stat
 
 
@@ -150,6 +158,7 @@ def main():
             stats=dict(type="bool", default=True),
             output=dict(type="str"),
             root=dict(type="path", default="/"),
+            timeout=dict(type="int", default=30),
         ),
         supports_check_mode=True,
     )
@@ -157,7 +166,12 @@ def main():
     if params["output"] is not None:
         facts = {"stats_device": params["device"], "stats": parse_eadm_stat(params["output"])}
     else:
-        facts = gather(module, root=params["root"], device=params["device"], stats=params["stats"])
+        try:
+            check_timeout(params["timeout"])
+            facts = gather(module, root=params["root"], device=params["device"], stats=params["stats"],
+                           timeout=params["timeout"])
+        except BoundedCommandError as error:
+            module.fail_json(msg=str(error))
     module.exit_json(changed=False, ansible_facts={"erdma": facts})
 
 

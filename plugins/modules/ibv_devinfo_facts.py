@@ -35,6 +35,19 @@ options:
     description:
       - Read only this HCA (C(ibv_devinfo -d DEVICE)). Fails when the host has no such device.
     type: str
+  port:
+    description:
+      - Read only this port of each HCA (C(ibv_devinfo -i PORT)), for example one port of a
+        multi-port HCA. With O(output), the port that the saved text was printed with.
+      - Without it, a saved output whose device shows one port other than port 1 is read as printed
+        with C(-i) too.
+    type: int
+  timeout:
+    description:
+      - Seconds after which C(ibv_devinfo) is stopped (coreutils C(timeout), killed 5 s later); the
+        module then fails and says so. At least 1.
+    type: int
+    default: 30
   output:
     description:
       - Text of a previous C(ibv_devinfo) run to parse instead of running the command.
@@ -77,6 +90,12 @@ EXAMPLES = r"""
   loop: "{{ ansible_facts.rdma_devices }}"
   loop_control:
     label: "{{ item.hca_id }}"
+
+- name: Read port 2 of a two-port HCA
+  erdma.pd.ibv_devinfo_facts:
+    device: mlx5_0
+    port: 2
+    verbose: true
 
 - name: Parse a saved ibv_devinfo output without running anything
   erdma.pd.ibv_devinfo_facts:
@@ -137,6 +156,12 @@ ansible_facts:
         is_erdma:
           description: Whether the device is an eRDMA device (decides the C(link_gbps) rule).
           type: bool
+        port_selected:
+          description:
+            - The port that C(ibv_devinfo -i) printed alone (C(ports) then holds only it, while
+              C(phys_port_cnt) counts them all); null when every port was printed.
+          type: int
+          sample: 2
         not_supported:
           description: Capabilities that the tool reported as not supported (verbose only).
           type: list
@@ -204,11 +229,15 @@ cmd:
 """
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.erdma.pd.plugins.module_utils.bounded_command import BoundedCommandError, check_timeout
 from ansible_collections.erdma.pd.plugins.module_utils.rdma_devinfo import (
     DevinfoError,
     parse_devinfo,
     run_devinfo,
 )
+
+# An HCA port number is a u8 in the verbs API; 0 is not a port.
+MAX_PORT = 255
 
 
 def main():
@@ -216,21 +245,29 @@ def main():
         argument_spec=dict(
             verbose=dict(type="bool", default=False),
             device=dict(type="str"),
+            port=dict(type="int"),
+            timeout=dict(type="int", default=30),
             output=dict(type="str"),
         ),
         supports_check_mode=True,
     )
     params = module.params
     argv = []
+    if params["port"] is not None and not 1 <= params["port"] <= MAX_PORT:
+        module.fail_json(msg="port must be a port number from 1 to %d (found %d)" % (MAX_PORT, params["port"]), cmd=[])
     text = params["output"]
     if text is None:
         try:
-            text, argv, reason = run_devinfo(module, verbose=params["verbose"], device=params["device"])
+            check_timeout(params["timeout"])
+            text, argv, reason = run_devinfo(module, verbose=params["verbose"], device=params["device"],
+                                             port=params["port"], timeout=params["timeout"])
+        except BoundedCommandError as error:
+            module.fail_json(msg=str(error), cmd=argv)
         except DevinfoError as error:
             module.fail_json(msg=str(error), cmd=argv)
         if reason:
             module.warn(reason)
-    devices, warnings = parse_devinfo(text)
+    devices, warnings = parse_devinfo(text, params["port"])
     for warning in warnings:
         module.warn(warning)
     module.exit_json(changed=False, cmd=argv, ansible_facts={"rdma_devices": devices})

@@ -40,7 +40,9 @@ options:
     default: client
     choices: [server, client]
   server:
-    description: Address of the server side; required for O(role=client).
+    description:
+      - Address or host name of the server side; required for O(role=client). A value that starts
+        with C(-) or holds spaces is refused (perftest would read it as options).
     type: str
   device:
     description: RDMA device (C(-d)), for example C(erdma_0).
@@ -49,11 +51,14 @@ options:
     description: Port of the device (C(-i)).
     type: int
   port:
-    description: TCP port where the server listens for the connection setup (C(-p)).
+    description: TCP port (1-65535) where the server listens for the connection setup (C(-p)).
     type: int
     default: 18515
   qps:
-    description: Number of queue pairs (C(-q)); the guide uses 16.
+    description:
+      - Number of queue pairs (C(-q)); the guide uses 16.
+      - "Bandwidth tools only: latency tools measure one queue pair and refuse C(-q) with
+        C(Multiple QPs only available on bw tests)."
     type: int
   size:
     description: Message size in bytes (C(-s)).
@@ -96,7 +101,8 @@ options:
     default: []
   timeout:
     description:
-      - Seconds after which the tool is stopped (coreutils C(timeout), then killed 5 s later).
+      - Seconds after which the tool is stopped (coreutils C(timeout), then killed 5 s later). At
+        least 1 (coreutils reads 0 as no limit).
     type: int
     default: 60
   min_bw_gbps:

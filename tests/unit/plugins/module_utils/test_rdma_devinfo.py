@@ -178,3 +178,41 @@ def test_link_rate_rule_per_transport(device, port, expected):
 def test_devinfo_command_adds_device_and_verbose_flags():
     assert devinfo_command("/usr/bin/ibv_devinfo") == ["/usr/bin/ibv_devinfo"]
     assert devinfo_command("ibv_devinfo", verbose=True, device="erdma_0") == ["ibv_devinfo", "-d", "erdma_0", "-v"]
+
+
+@pytest.mark.parametrize("port", [2, None])
+def test_one_port_of_a_two_port_hca_printed_with_dash_i_is_kept(port):
+    # `ibv_devinfo -d mlx4_1 -i 2`: phys_port_cnt says 2, only port 2 follows. It used to be dropped
+    # as "ends inside device"; a cut output can never lack port 1, so port 2 alone is a selection.
+    devices, warnings = parse_devinfo(fixture("mlx4_port2_only.txt"), port)
+    assert warnings == []
+    assert [d["hca_id"] for d in devices] == ["mlx4_1"]
+    mlx4 = devices[0]
+    assert mlx4["phys_port_cnt"] == 2 and mlx4["port_selected"] == 2
+    assert [(p["port"], p["state"]) for p in mlx4["ports"]] == [(2, "PORT_DOWN")]
+
+
+def test_one_port_verbose_has_its_rate_and_gid():
+    devices, warnings = parse_devinfo(fixture("mlx4_port2_only_verbose.txt"), 2)
+    assert warnings == []
+    port = devices[0]["ports"][0]
+    assert port["port"] == 2 and port["phys_state"] == "POLLING"
+    # 4X at 2.5 Gbps per lane (SDR) = 10 Gb/s.
+    assert port["link_gbps"] == 10.0
+    assert port["gids"] == [{"index": 0, "gid": "fe80:0000:0000:0000:7cfe:9003:00a5:95c2"}]
+
+
+def test_a_port_other_than_the_one_asked_for_is_not_taken_for_it():
+    devices, warnings = parse_devinfo(fixture("mlx4_port2_only.txt"), 1)
+    assert devices == []
+    assert "ends inside device mlx4_1" in warnings[0]
+
+
+def test_all_ports_printed_have_no_port_selected():
+    devices, _warnings = parse("mlx4_two_hcas.txt")
+    assert [d["port_selected"] for d in devices] == [None, None]
+
+
+def test_dash_i_is_on_the_command_line():
+    assert devinfo_command("/usr/bin/ibv_devinfo", True, "mlx4_1", 2) == [
+        "/usr/bin/ibv_devinfo", "-d", "mlx4_1", "-i", "2", "-v"]

@@ -10,12 +10,16 @@ __metaclass__ = type
 
 import os
 import stat
+import time
 
 import pytest
 
 
+from ansible.module_utils import basic
 from ansible_collections.erdma.pd.plugins.modules import erdma_facts
 
+# coreutils (timeout bounds every tool the modules run); none of the RDMA tools is installed there.
+SYSTEM_PATH = "/usr/bin:/bin"
 FIXTURES = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "fixtures", "eadm"))
 
 
@@ -67,7 +71,7 @@ def test_driver_loaded_in_standard_mode_with_compat_mode_persisted(host, tmp_pat
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     eadm = eadm_stand_in(bin_dir)
-    monkeypatch.setenv("PATH", str(bin_dir))
+    monkeypatch.setenv("PATH", "%s:%s" % (bin_dir, SYSTEM_PATH))
     outcome = run({"root": str(host), "device": "erdma_0"})
     assert not outcome.failed
     facts = outcome.result["ansible_facts"]["erdma"]
@@ -90,7 +94,7 @@ def test_eadm_without_the_l_option_is_asked_again_without_it(host, tmp_path, mon
                      'case "$*" in\n  *-l*) echo "unknown option -l" >&2; exit 1 ;;\n'
                      '  stat*) /bin/cat "%s/stat_exporter_quote.txt" ;;\n  *) exit 1 ;;\nesac\n' % (path, FIXTURES))
     os.chmod(path, stat.S_IRWXU)
-    monkeypatch.setenv("PATH", str(bin_dir))
+    monkeypatch.setenv("PATH", "%s:%s" % (bin_dir, SYSTEM_PATH))
     outcome = run({"root": str(host)})
     assert outcome.result["ansible_facts"]["erdma"]["stats"] == {"listen_create_cnt": 0}
     with open(path + ".argv") as handle:
@@ -98,7 +102,7 @@ def test_eadm_without_the_l_option_is_asked_again_without_it(host, tmp_path, mon
 
 
 def test_without_eadm_counters_are_empty_not_a_failure(host, tmp_path, monkeypatch, run):
-    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setenv("PATH", "%s:%s" % (tmp_path, SYSTEM_PATH))
     outcome = run({"root": str(host)})
     assert not outcome.failed
     facts = outcome.result["ansible_facts"]["erdma"]
@@ -110,3 +114,27 @@ def test_parse_only_reads_nothing_from_the_host(run):
     with open(os.path.join(FIXTURES, "stat_exporter_quote.txt")) as handle:
         outcome = run({"output": handle.read(), "root": "/nonexistent"})
     assert outcome.result["ansible_facts"]["erdma"] == {"stats_device": "erdma_0", "stats": {"listen_create_cnt": 0}}
+
+
+def test_a_hanging_eadm_is_stopped_and_its_counters_left_out(host, tmp_path, monkeypatch, run):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    path = str(bin_dir / "eadm")
+    with open(path, "w") as handle:
+        handle.write("#!/bin/sh\nexec /bin/sleep 60\n")
+    os.chmod(path, stat.S_IRWXU)
+    monkeypatch.setenv("PATH", "%s:%s" % (bin_dir, SYSTEM_PATH))
+    warnings = []
+    monkeypatch.setattr(basic.AnsibleModule, "warn", lambda self, text: warnings.append(text))
+    started = time.monotonic()
+    outcome = run({"root": str(host), "timeout": 1})
+    # ver, stat -l, stat: three calls of 1 s each, not three of 60 s.
+    assert time.monotonic() - started < 15
+    assert not outcome.failed
+    assert outcome.result["ansible_facts"]["erdma"]["stats"] == {}
+    assert any("did not finish within 1 s" in text for text in warnings)
+
+
+def test_timeout_zero_is_refused(host, run):
+    outcome = run({"root": str(host), "timeout": 0})
+    assert outcome.failed and "timeout must be at least 1 second" in outcome.result["msg"]

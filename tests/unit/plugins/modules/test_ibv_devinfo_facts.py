@@ -10,6 +10,7 @@ __metaclass__ = type
 
 import os
 import stat
+import time
 
 import pytest
 
@@ -18,6 +19,8 @@ from ansible.module_utils import basic
 
 from ansible_collections.erdma.pd.plugins.modules import ibv_devinfo_facts
 
+# coreutils (timeout bounds every tool the modules run); none of the RDMA tools is installed there.
+SYSTEM_PATH = "/usr/bin:/bin"
 FIXTURES = os.path.join(os.path.dirname(__file__), "..", "..", "fixtures", "ibv_devinfo")
 
 
@@ -54,7 +57,7 @@ def test_parse_only_sets_rdma_devices(tmp_path, run):
 
 def test_runs_ibv_devinfo_with_device_and_verbose(tmp_path, monkeypatch, run):
     tool = stand_in(tmp_path, "ibv_devinfo", '/bin/cat "%s"' % fixture_path("erdma_guide_verbose.txt"))
-    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setenv("PATH", "%s:%s" % (tmp_path, SYSTEM_PATH))
     outcome = run({"device": "erdma_0", "verbose": True})
     assert not outcome.failed
     with open(tool + ".argv") as handle:
@@ -65,7 +68,7 @@ def test_runs_ibv_devinfo_with_device_and_verbose(tmp_path, monkeypatch, run):
 
 def test_no_devices_is_an_empty_list_even_with_a_failing_rc(tmp_path, monkeypatch, run):
     stand_in(tmp_path, "ibv_devinfo", "echo 'No IB devices found' >&2; exit 255")
-    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setenv("PATH", "%s:%s" % (tmp_path, SYSTEM_PATH))
     outcome = run({})
     assert not outcome.failed
     assert outcome.result["ansible_facts"]["rdma_devices"] == []
@@ -73,7 +76,7 @@ def test_no_devices_is_an_empty_list_even_with_a_failing_rc(tmp_path, monkeypatc
 
 def test_kernel_without_rdma_is_an_empty_list_with_a_warning(tmp_path, monkeypatch, run):
     stand_in(tmp_path, "ibv_devinfo", '/bin/cat "%s" >&2; exit 255' % fixture_path("no_rdma_kernel_debian12.txt"))
-    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setenv("PATH", "%s:%s" % (tmp_path, SYSTEM_PATH))
     warnings = []
     monkeypatch.setattr(basic.AnsibleModule, "warn", lambda self, text: warnings.append(text))
     outcome = run({"verbose": True})
@@ -86,7 +89,7 @@ def test_libibverbs_warnings_on_stderr_do_not_enter_the_facts(tmp_path, monkeypa
     script = ('echo "libibverbs: Warning: couldn\'t load driver \'libfoo-rdmav34.so\'" >&2\n'
               '/bin/cat "%s"' % fixture_path("rxe_two_hcas.txt"))
     stand_in(tmp_path, "ibv_devinfo", script)
-    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setenv("PATH", "%s:%s" % (tmp_path, SYSTEM_PATH))
     outcome = run({})
     devices = outcome.result["ansible_facts"]["rdma_devices"]
     assert [d["hca_id"] for d in devices] == ["rxe_server", "rxe_client"]
@@ -97,14 +100,14 @@ def test_libibverbs_warnings_on_stderr_do_not_enter_the_facts(tmp_path, monkeypa
 
 def test_unknown_device_fails_with_the_tools_message(tmp_path, monkeypatch, run):
     stand_in(tmp_path, "ibv_devinfo", "echo \"IB device 'erdma_9' wasn't found\" >&2; exit 255")
-    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setenv("PATH", "%s:%s" % (tmp_path, SYSTEM_PATH))
     outcome = run({"device": "erdma_9"})
     assert outcome.failed
     assert "rc=255" in outcome.result["msg"] and "erdma_9" in outcome.result["msg"]
 
 
 def test_missing_binary_names_the_package(tmp_path, monkeypatch, run):
-    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setenv("PATH", "%s:%s" % (tmp_path, SYSTEM_PATH))
     outcome = run({})
     assert outcome.failed
     assert "ibverbs-utils" in outcome.result["msg"]
@@ -112,7 +115,39 @@ def test_missing_binary_names_the_package(tmp_path, monkeypatch, run):
 
 def test_cut_output_warns_and_keeps_complete_devices(tmp_path, monkeypatch, run):
     stand_in(tmp_path, "ibv_devinfo", '/bin/cat "%s"' % fixture_path("rxe_verbose_cut.txt"))
-    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setenv("PATH", "%s:%s" % (tmp_path, SYSTEM_PATH))
     outcome = run({"verbose": True})
     assert not outcome.failed
     assert [d["hca_id"] for d in outcome.result["ansible_facts"]["rdma_devices"]] == ["rxe_0"]
+
+
+def test_one_port_of_a_multi_port_hca(tmp_path, monkeypatch, run):
+    tool = stand_in(tmp_path, "ibv_devinfo", '/bin/cat "%s"' % fixture_path("mlx4_port2_only_verbose.txt"))
+    monkeypatch.setenv("PATH", "%s:%s" % (tmp_path, SYSTEM_PATH))
+    outcome = run({"device": "mlx4_1", "port": 2, "verbose": True})
+    assert not outcome.failed
+    with open(tool + ".argv") as handle:
+        assert handle.read().split() == ["-d", "mlx4_1", "-i", "2", "-v"]
+    device = outcome.result["ansible_facts"]["rdma_devices"][0]
+    assert device["port_selected"] == 2 and device["ports"][0]["link_gbps"] == 10.0
+
+
+def test_a_hanging_ibv_devinfo_is_stopped_by_the_timeout(tmp_path, monkeypatch, run):
+    stand_in(tmp_path, "ibv_devinfo", "exec /bin/sleep 60")
+    monkeypatch.setenv("PATH", "%s:%s" % (tmp_path, SYSTEM_PATH))
+    started = time.monotonic()
+    outcome = run({"timeout": 1})
+    assert time.monotonic() - started < 10
+    assert outcome.failed
+    assert "did not finish within 1 s" in outcome.result["msg"]
+
+
+@pytest.mark.parametrize("args, words", [
+    ({"timeout": 0}, "timeout must be at least 1 second"),
+    ({"port": 0}, "port must be a port number from 1 to 255"),
+])
+def test_settings_without_meaning_are_refused(tmp_path, monkeypatch, run, args, words):
+    stand_in(tmp_path, "ibv_devinfo", '/bin/cat "%s"' % fixture_path("erdma_guide.txt"))
+    monkeypatch.setenv("PATH", "%s:%s" % (tmp_path, SYSTEM_PATH))
+    outcome = run(args)
+    assert outcome.failed and words in outcome.result["msg"]

@@ -131,3 +131,39 @@ def test_missing_tool_names_the_package(tmp_path, monkeypatch, run):
     outcome = run({"role": "client", "server": "10.0.0.12", "tool": "ib_read_bw"})
     assert outcome.failed
     assert "ib_read_bw was not found" in outcome.result["msg"] and "perftest" in outcome.result["msg"]
+
+
+@pytest.mark.parametrize("args, words", [
+    # coreutils reads `timeout 0` as "no limit": a hung server would hold the play for good.
+    ({"timeout": 0}, "timeout must be at least 1 second"),
+    ({"timeout": -5}, "timeout must be at least 1 second"),
+    ({"port": 0}, "port must be a TCP port from 1 to 65535"),
+    ({"port": 70000}, "port must be a TCP port from 1 to 65535"),
+    # perftest takes the last bare word as the server: this one would become an option.
+    ({"server": "-x3"}, "server must be a host name or an address"),
+    ({"server": "10.0.0.12 -R"}, "server must be a host name or an address"),
+    ({"tool": "ib_write_lat", "qps": 16}, "Multiple QPs only available on bw tests"),
+    ({"tool": "ib_write_lat", "all_sizes": True, "duration": 5}, "duration and all_sizes exclude each other"),
+    ({"qps": 0}, "qps must be at least 1"),
+])
+def test_settings_perftest_would_misread_are_refused_before_running(tool, run, args, words):
+    path = tool(args.get("tool", "ib_write_bw"), 'cat "%s/ib_write_bw_bidir_duration_cpufreq_warning.txt"' % FIXTURES)
+    outcome = run(dict({"role": "client", "server": "10.0.0.12"}, **args))
+    assert outcome.failed
+    assert words in outcome.result["msg"]
+    assert not os.path.exists(path + ".argv")  # nothing ran
+
+
+def test_settings_are_refused_in_check_mode_too(run):
+    outcome = run({"role": "client", "server": "-x3"}, check_mode=True)
+    assert outcome.failed and "server must be a host name" in outcome.result["msg"]
+
+
+def test_latency_sweep_runs_with_iterations_and_without_qps(tool, run):
+    path = tool("ib_write_lat", 'cat "%s/ib_send_lat_rxe_client.txt"' % FIXTURES)
+    outcome = run({"tool": "ib_write_lat", "role": "client", "server": "10.0.0.12", "device": "erdma_0",
+                   "all_sizes": True, "iterations": 1000, "rdma_cm": True})
+    assert not outcome.failed, outcome.result
+    with open(path + ".argv") as handle:
+        argv = handle.read().split()
+    assert argv == ["-d", "erdma_0", "-p", "18515", "-n", "1000", "-R", "-a", "-F", "10.0.0.12"]
