@@ -1,0 +1,37 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, erdma.pd maintainers
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Filters of the input checks (playbooks/validate.yml and each role's tasks/validate.yml).
+
+The logic lives in plugin_utils/inventory_checks.py, unit-tested there.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+from ansible_collections.erdma.pd.plugins.plugin_utils import inventory_checks
+
+
+def input_problems(values, host, addresses=None):
+    """Per-host problems of the values (variable -> value) by kind and range, and bind addresses."""
+    values = dict(values or {})
+    return (inventory_checks.host_problems(str(host), values)
+            + inventory_checks.address_problems(str(host), values, list(addresses or [])))
+
+
+def fleet_input_problems(hosts, groups, addresses=None):
+    """Cross-host problems: ports of one host, the Mooncake master, engine addresses, the P/D guard."""
+    hosts = dict((str(name), dict(values or {})) for name, values in dict(hosts or {}).items())
+    addresses = dict((str(name), list(found or [])) for name, found in dict(addresses or {}).items())
+    return inventory_checks.fleet_problems(hosts, dict(groups or {}), addresses)
+
+
+class FilterModule(object):
+    """Input checks."""
+
+    def filters(self):
+        return {
+            "input_problems": input_problems,
+            "fleet_input_problems": fleet_input_problems,
+        }
