@@ -43,3 +43,46 @@ def test_service_restarts_after_a_crash(host):
     after = host.check_output("for i in $(seq 50); do p=$(systemctl show -p MainPID --value erdma-pd-demo);"
                               f" [ \"$p\" != 0 ] && [ \"$p\" != {before} ] && echo $p && break; sleep 0.2; done")
     assert after and after != before
+
+
+DEMO_LITERAL = "$HOME 100% \"quoted\" 'single' \\back ;"
+DEMO_PLAIN = "x $HOME `id` \"q\" 'single' 50% \\n"
+DEMO_TOKEN = "erdma-demo-secret-7c1f"
+ENV_FILE = "/etc/erdma-pd/erdma-pd-demo.env"
+
+
+def _main_pid(host):
+    return host.check_output("systemctl show -p MainPID --value erdma-pd-demo")
+
+
+def test_arguments_reach_the_process_unchanged(host):
+    """systemd quoting: $, %, quotes, backslash and ; arrive literally as one argument."""
+    argv = host.check_output(f"tr '\\0' '\\n' < /proc/{_main_pid(host)}/cmdline").split("\n")
+    assert argv[-1] == DEMO_LITERAL
+    assert len(argv) == 5
+
+
+def test_environment_comes_from_a_root_only_file(host):
+    env_file = host.file(ENV_FILE)
+    assert env_file.user == "root" and env_file.group == "root" and env_file.mode == 0o600
+    unit = host.file(UNIT).content_string
+    assert f"EnvironmentFile={ENV_FILE}" in unit
+    assert DEMO_TOKEN not in unit and "DEMO_PLAIN" not in unit and "\nEnvironment=" not in unit
+    assert host.file(UNIT).mode == 0o644
+
+
+def test_environment_values_reach_the_process_literally(host):
+    environ = host.check_output(f"tr '\\0' '\\n' < /proc/{_main_pid(host)}/environ").split("\n")
+    assert f"DEMO_PLAIN={DEMO_PLAIN}" in environ
+    assert f"DEMO_TOKEN={DEMO_TOKEN}" in environ
+
+
+def test_the_service_user_cannot_read_the_environment_file(host):
+    result = host.run(f"runuser -u erdma-demo -- cat {ENV_FILE}")
+    assert result.rc != 0 and "Permission denied" in result.stderr
+
+
+def test_systemd_analyze_verify_accepts_the_unit(host):
+    result = host.run("systemd-analyze verify erdma-pd-demo.service")
+    assert result.rc == 0, result.stderr
+    assert "ignoring" not in result.stderr.lower(), result.stderr
