@@ -9,7 +9,7 @@ __metaclass__ = type
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.erdma.pd.plugins.module_utils import vllm_pd
+from ansible_collections.erdma.pd.plugins.module_utils import rdma_devinfo, vllm_pd
 
 
 def _wrap(func):
@@ -44,6 +44,40 @@ def missing_pins(pins, installed):
     return vllm_pd.missing_pins(list(pins or []), dict(installed or {}))
 
 
+def rdma_device_problems(wanted, devices, where="this host"):
+    return vllm_pd.rdma_device_problems(wanted, list(devices or []), where=str(where))
+
+
+def empty_device_entries(devices):
+    return vllm_pd.empty_device_entries(devices)
+
+
+def devinfo(text):
+    """ibv_devinfo text -> the device summary (name, transport, ports and states); [] without devices."""
+    devices, _warnings = rdma_devinfo.parse_devinfo(str(text or ""))
+    return vllm_pd.device_summary(devices)
+
+
+def uverbs_devices(ibdev_lines, wanted):
+    return vllm_pd.uverbs_devices(str(ibdev_lines or ""), wanted)
+
+
+def pinned_image(image, digest):
+    return vllm_pd.pinned_image(image, digest)
+
+
+def gpg_fingerprints(colons_text):
+    return vllm_pd.gpg_fingerprints(str(colons_text or ""))
+
+
+def fingerprint(text):
+    return vllm_pd.normalize_fingerprint(text)
+
+
+def mooncake_transport(log_text, protocol):
+    return vllm_pd.mooncake_transport_report(str(log_text or ""), str(protocol))
+
+
 class FilterModule(object):
     """vllm_pd filters."""
 
@@ -54,4 +88,12 @@ class FilterModule(object):
             "vllm_pd_systemd_command": _wrap(systemd_command),
             "vllm_pd_consistency": _wrap(consistency),
             "vllm_pd_missing_pins": _wrap(missing_pins),
+            "vllm_pd_rdma_device_problems": _wrap(rdma_device_problems),
+            "vllm_pd_devinfo": _wrap(devinfo),
+            "vllm_pd_empty_device_entries": _wrap(empty_device_entries),
+            "vllm_pd_uverbs_devices": _wrap(uverbs_devices),
+            "vllm_pd_pinned_image": _wrap(pinned_image),
+            "vllm_pd_gpg_fingerprints": _wrap(gpg_fingerprints),
+            "vllm_pd_fingerprint": _wrap(fingerprint),
+            "vllm_pd_mooncake_transport": _wrap(mooncake_transport),
         }

@@ -26,7 +26,7 @@ RESTART_POLICIES = ("no", "always", "unless-stopped", "on-failure")
 
 # The parameters that make up a container's configuration (the hash covers exactly these).
 CONFIG_KEYS = ("image", "entrypoint", "command", "env", "volumes", "ulimits", "gpus", "network", "ipc",
-               "privileged", "cap_add", "restart_policy", "labels", "hostname", "user", "workdir",
+               "privileged", "cap_add", "devices", "restart_policy", "labels", "hostname", "user", "workdir",
                "published_ports", "shm_size", "extra_args")
 
 _ULIMIT = re.compile(r"^([A-Za-z_]+)=(-?\d+|unlimited)(?::(-?\d+|unlimited))?$")
@@ -113,6 +113,7 @@ def desired_config(params):
         "ipc": params.get("ipc") or None,
         "privileged": bool(params.get("privileged")),
         "cap_add": sorted(set(normalize_cap(c) for c in params.get("cap_add") or [])),
+        "devices": sorted(set(str(d) for d in params.get("devices") or [])),
         "restart_policy": policy,
         "labels": dict(sorted(labels.items())),
         "hostname": params.get("hostname") or None,
@@ -163,6 +164,8 @@ def run_args(flavour, name, config, detach=True, pull=None, stop_timeout=None):
         args.append("--privileged")
     for cap in config["cap_add"]:
         args += ["--cap-add", cap]
+    for device in config.get("devices") or []:
+        args += ["--device", device]
     args += ["--restart", config["restart_policy"]]
     for key, value in config["labels"].items():
         args += ["--label", "%s=%s" % (key, value)]

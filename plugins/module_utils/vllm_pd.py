@@ -316,3 +316,162 @@ def _installed_problems(hosts):
             problems.append("installed %s differs between the engines: %s. Re-run the role's install phase "
                             "(tag vllm_pd_install) so that every venv holds vllm_pd_pip_packages." % (dist, split))
     return problems
+
+
+# ---------------------------------------------------------------- RDMA devices of an engine
+def device_list(devices):
+    """The RDMA device list as given (a list or a comma-separated string), entries stripped."""
+    if devices is None:
+        return []
+    if isinstance(devices, str):
+        devices = devices.split(",")
+    return [str(d).strip() if d is not None else "" for d in devices]
+
+
+def empty_device_entries(devices):
+    """Positions (1-based) of empty entries: Mooncake skips them, or with none left falls back to TCP.
+
+    An empty list (or an empty string) has no entries: whether protocol rdma needs some is checked apart.
+    """
+    if isinstance(devices, str) and not devices.strip():
+        return []
+    return [i + 1 for i, name in enumerate(device_list(devices)) if not name]
+
+
+def active_ports(device):
+    return [p.get("port") for p in device.get("ports") or [] if p.get("state") == "PORT_ACTIVE"]
+
+
+def rdma_device_problems(wanted, devices, where="this host"):
+    """Why the listed RDMA devices cannot carry Mooncake's transfers; [] when each exists with an active port.
+
+    `wanted` is vllm_pd_rdma_devices, `devices` what ibv_devinfo listed (parsed by module_utils/rdma_devinfo).
+    """
+    found = dict((d.get("hca_id"), d) for d in devices or [])
+    problems = []
+    for position in empty_device_entries(wanted):
+        problems.append("entry %d of vllm_pd_rdma_devices is empty: remove it (Mooncake skips empty names)"
+                        % position)
+    for name in [n for n in device_list(wanted) if n]:
+        device = found.get(name)
+        if device is None:
+            problems.append("%s has no RDMA device %s (ibv_devinfo lists: %s)"
+                            % (where, name, ", ".join(sorted(found)) or "none"))
+        elif not active_ports(device):
+            states = ", ".join("port %s %s" % (p.get("port"), p.get("state")) for p in device.get("ports") or [])
+            problems.append("%s: %s has no PORT_ACTIVE port (%s)" % (where, name, states or "no ports"))
+    return problems
+
+
+def device_summary(devices):
+    """The parts of parsed ibv_devinfo devices that a report shows: name, transport, ports and their states."""
+    return [{"hca_id": d.get("hca_id"), "transport": d.get("transport"), "is_erdma": d.get("is_erdma"),
+             "ports": [{"port": p.get("port"), "state": p.get("state"), "link_layer": p.get("link_layer")}
+                       for p in d.get("ports") or []],
+             "active": bool(active_ports(d))}
+            for d in devices or []]
+
+
+_UVERBS_IBDEV = re.compile(r"^(?:.*/)?(uverbs\d+)/ibdev:(\S+)\s*$")
+
+
+def uverbs_devices(ibdev_lines, wanted):
+    """Device nodes a container needs for the listed RDMA devices.
+
+    `ibdev_lines` is `grep -H . /sys/class/infiniband_verbs/uverbs*/ibdev` ('.../uverbs0/ibdev:erdma_0');
+    returns /dev/infiniband/uverbsN of each listed device, in the order of the list, and raises
+    SettingsError for a device without a verbs node (the kernel's ib_uverbs is not loaded for it).
+    """
+    nodes = {}
+    for line in (ibdev_lines or "").splitlines():
+        match = _UVERBS_IBDEV.match(line.strip())
+        if match:
+            nodes[match.group(2)] = "/dev/infiniband/" + match.group(1)
+    result = []
+    for name in [n for n in device_list(wanted) if n]:
+        if name not in nodes:
+            raise SettingsError("RDMA device %s has no /dev/infiniband/uverbs* node (seen: %s): load ib_uverbs "
+                                "(modprobe ib_uverbs) and check ls /sys/class/infiniband_verbs"
+                                % (name, ", ".join("%s=%s" % kv for kv in sorted(nodes.items())) or "none"))
+        result.append(nodes[name])
+    return result
+
+
+# ---------------------------------------------------------------- the engine image
+_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+
+
+def pinned_image(image, digest):
+    """'repo:tag' + 'sha256:...' -> 'repo:tag@sha256:...'; the image unchanged without a digest."""
+    image = str(image or "").strip()
+    digest = str(digest or "").strip()
+    if not digest:
+        return image
+    if not _DIGEST.match(digest):
+        raise SettingsError("image digest %r is not sha256:<64 hex digits>" % digest)
+    if "@" in image:
+        if image.split("@", 1)[1] != digest:
+            raise SettingsError("image %s already names another digest than %s" % (image, digest))
+        return image
+    return "%s@%s" % (image, digest)
+
+
+def gpg_fingerprints(colons_text):
+    """Fingerprints of the primary keys in `gpg --show-keys --with-colons` output (upper-case hex)."""
+    fingerprints = []
+    expect_primary = False
+    for line in (colons_text or "").splitlines():
+        fields = line.split(":")
+        if fields[0] == "pub":
+            expect_primary = True
+        elif fields[0] == "sub":
+            expect_primary = False
+        elif fields[0] == "fpr" and expect_primary and len(fields) > 9:
+            fingerprints.append(fields[9].upper())
+            expect_primary = False
+    return fingerprints
+
+
+def normalize_fingerprint(text):
+    """'A1B2 C3D4 ...' or '0xa1b2...' -> 'A1B2C3D4...'."""
+    text = re.sub(r"\s+", "", str(text or "")).upper()
+    return text[2:] if text.startswith("0X") else text
+
+
+# ---------------------------------------------------------------- Mooncake's transport, from the engine log
+_RDMA_SETUP_FAILURES = (
+    r"Failed to install RDMA transport",
+    r"RdmaTransport: No available RNIC",
+    r"RdmaTransport: cannot initialize RDMA resources",
+    r"No RDMA devices found",
+    r"Failed to initialize transfer engine",
+)
+
+
+def mooncake_transport_report(log_text, protocol):
+    """What Mooncake's transfer engine did in an engine's log, and why that is wrong for `protocol`.
+
+    The silent fallback: with protocol rdma but no usable device name, Mooncake auto-discovers, finds
+    0 HCAs and installs its TCP transport (setup succeeds, nothing is logged as an error). Returns
+    {'transport', 'fallback', 'errors', 'reason'}; reason is None when the log shows nothing wrong.
+    """
+    text = log_text or ""
+    tcp = bool(re.search(r"TcpTransport: listen on port", text))
+    rdma = bool(re.search(r"Using specified RDMA devices|Found [1-9]\d* HCAs", text))
+    errors = []
+    for line in text.splitlines():
+        if any(re.search(p, line) for p in _RDMA_SETUP_FAILURES) and line.strip() not in errors:
+            errors.append(line.strip())
+    fell_back = protocol == "rdma" and tcp and bool(re.search(r"Found 0 HCAs", text))
+    report = {"transport": "tcp" if tcp else ("rdma" if rdma else None), "fallback": bool(fell_back),
+              "errors": errors[:10], "reason": None}
+    if protocol != "rdma":
+        return report
+    if fell_back:
+        report["reason"] = ("Mooncake found no RDMA device and runs over TCP (the log says: %s): name the devices "
+                            "in vllm_pd_rdma_devices and make them visible in the engine (/dev/infiniband)"
+                            % "; ".join(errors[:3] or ["Found 0 HCAs"]))
+    elif errors:
+        report["reason"] = ("Mooncake could not set up RDMA: %s. Check the devices with ibv_devinfo on the host "
+                            "and inside the engine" % "; ".join(errors[:3]))
+    return report

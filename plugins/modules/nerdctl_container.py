@@ -89,6 +89,13 @@ options:
     type: list
     elements: str
     default: []
+  devices:
+    description:
+      - Host device nodes to give the container (C(--device)), as C(HOST[:CONTAINER[:PERMISSIONS]]), for
+        example C(/dev/infiniband/uverbs0) for one RDMA device without O(privileged).
+    type: list
+    elements: str
+    default: []
   restart_policy:
     description: Restart policy (C(no), C(always), C(unless-stopped), C(on-failure[:N])).
     type: str
@@ -246,6 +253,7 @@ def argument_spec():
         ipc=dict(type="str"),
         privileged=dict(type="bool", default=False),
         cap_add=dict(type="list", elements="str", default=[]),
+        devices=dict(type="list", elements="str", default=[]),
         restart_policy=dict(type="str", default="no"),
         labels=dict(type="dict", default={}),
         hostname=dict(type="str"),
