@@ -16,6 +16,7 @@ import os
 import re
 
 from ansible_collections.erdma.pd.plugins.module_utils.bounded_command import run_bounded
+from ansible_collections.erdma.pd.plugins.module_utils import kmod
 
 EADM_PACKAGE = "eadm"
 MODULE_NAME = "erdma"
@@ -24,8 +25,6 @@ DEFAULT_TIMEOUT = 30
 
 _STAT_LINE = re.compile(r"^\s*([A-Za-z_][\w.\-]*)\s*:\s*(\d+)\s*$")
 _EADM_VERSION = re.compile(r"driver version:\s*(\S+)", re.IGNORECASE)
-_OPTIONS_LINE = re.compile(r"^\s*options\s+erdma\s+(.*)$")
-_TRUE_WORDS = ("y", "yes", "1", "true", "on")
 
 
 def parse_eadm_stat(text):
@@ -49,28 +48,25 @@ def parse_eadm_version(text):
 
 
 def as_bool(text):
-    """Kernel bool parameters read back as Y/N; modprobe options are written as Y/N/1/0."""
-    if text is None:
-        return None
-    return text.strip().lower() in _TRUE_WORDS
+    """A kernel bool parameter's value (Y/N from sysfs, Y/N/1/0/on/off in modprobe.d); None if invalid.
+
+    The one parser of the collection, shared with erdma_compat_mode: kmod.parse_bool.
+    """
+    return kmod.parse_bool(text)
 
 
 def parse_modprobe_compat_mode(files):
     """Find the persistent compat_mode in modprobe.d files given as [(path, text)] in load order.
 
     modprobe reads /etc/modprobe.d/*.conf in name order and the last `options erdma compat_mode=`
-    wins, so the last match is the one that applies at the next `modprobe erdma`.
+    wins, so the last match is the one that applies at the next `modprobe erdma`. Returns (value,
+    path); value is None when no file sets it, or when the last setting is one the kernel rejects.
     """
     found = (None, None)
     for path, text in files:
-        for line in text.splitlines():
-            options = _OPTIONS_LINE.match(line.split("#", 1)[0])
-            if not options:
-                continue
-            for word in options.group(1).split():
-                name, _sep, value = word.partition("=")
-                if name == "compat_mode":
-                    found = (as_bool(value), path)
+        is_set, value, _raw = kmod.find_param(text)
+        if is_set:
+            found = (value, path)
     return found
 
 

@@ -10,7 +10,10 @@ __metaclass__ = type
 
 import os
 
+import pytest
+
 from ansible_collections.erdma.pd.plugins.module_utils import erdma_state
+from ansible_collections.erdma.pd.plugins.module_utils import kmod
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "..", "..", "fixtures", "eadm")
 
@@ -86,3 +89,17 @@ def test_host_without_the_driver(tmp_path):
     assert state["compat_mode_persistent"] is None
     assert state["rdma_cm_present"] is False
     assert state["uverbs_devices"] == []
+
+
+@pytest.mark.parametrize("value", ["Y", "N", "1", "0", "on", "off", "yes", "maybe", "", "true", "2", '"N"'])
+def test_facts_and_compat_mode_module_read_every_value_alike(value):
+    # One parser (kmod.parse_bool): erdma_facts must not call a value true or false that
+    # erdma_compat_mode would rewrite as invalid, nor the other way round.
+    text = "options erdma compat_mode=%s\n" % value
+    assert erdma_state.parse_modprobe_compat_mode([("/etc/modprobe.d/x.conf", text)])[0] is kmod.persistent_value(text)
+
+
+def test_junk_is_no_value_but_names_the_file_that_sets_it():
+    files = [("/etc/modprobe.d/erdma.conf", "options erdma compat_mode=Y\n"),
+             ("/etc/modprobe.d/zz.conf", "options erdma compat_mode=maybe\n")]
+    assert erdma_state.parse_modprobe_compat_mode(files) == (None, "/etc/modprobe.d/zz.conf")
