@@ -348,8 +348,8 @@ def find_stale_core(runner, installed_now=False, sysfs_root=None, module=MODULE_
             reasons.append("%s is loaded and the driver was installed in this run, but its srcversion cannot "
                            "be compared with the file on disk" % dependency)
     if installed_now and depends is None:
-        reasons.append("the driver was installed in this run and `modinfo -F depends %s` names no "
-                       "dependencies to compare" % module)
+        reasons.append("the driver was installed in this run and `modinfo -F depends %s` finds no module "
+                       "to compare with the running kernel's RDMA core" % module)
     return reasons
 
 
@@ -371,8 +371,9 @@ def decide(live, want, in_use, apply_live=True, load_if_absent=True, allow_reloa
     word = bool_word(want)
     if not apply_live:
         return SKIP, "live changes not requested (live=false): only the persistent setting is managed"
-    stale = ("; ".join(stale_core) + ": loading %s from disk now would fail (\"disagrees about version of "
-             "symbol\"), so %s=%s applies at the reboot" % (MODULE_NAME, PARAM_NAME, word)) if stale_core else ""
+    stale = ("; ".join(stale_core) + ": %s is not loaded from disk now (a module built against another RDMA "
+             "core fails with \"disagrees about version of symbol\"), %s=%s applies at the reboot"
+             % (MODULE_NAME, PARAM_NAME, word)) if stale_core else ""
     if not live["loaded"]:
         if not load_if_absent:
             return SKIP, "module %s is not loaded and load=false: the persistent setting applies at the next load" % (
