@@ -4,7 +4,8 @@ Engines are fast OpenAI-compatible stand-ins (tests/unit/proxy/engine_standin.py
 measure the proxy, not a model. One run measures, at concurrency 1 and 32, streamed completions sent:
 
   direct     straight to the decode stand-in (one engine call: the floor)
-  pd_proxy   through roles/pd_proxy/files/pd_proxy.py (prefill call + decode call)
+  pd_proxy   through the erdma-pd-proxy package (roles/pd_proxy/files/erdma-pd-proxy), with an API key
+             as the role runs it (prefill call + decode call)
   lmcache    through LMCache's disagg_proxy_server.py, when --lmcache-proxy is given, patched as the
              field guide says (its wait_decode_kv_ready line commented out) and run with
              --lmcache-python (a Python with fastapi, uvicorn, httpx, msgspec, numpy, pyzmq)
@@ -30,7 +31,9 @@ from aiohttp import ClientSession, ClientTimeout, TCPConnector
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 STANDIN = ROOT / "tests" / "unit" / "proxy" / "engine_standin.py"
-PROXY = ROOT / "roles" / "pd_proxy" / "files" / "pd_proxy.py"
+PROXY_PACKAGE = ROOT / "roles" / "pd_proxy" / "files" / "erdma-pd-proxy"
+# The key the benchmark's proxy requires, as the role deploys it: clients authenticate on every request.
+BENCH_API_KEY = "bench-" + os.urandom(16).hex()
 GUIDE_LINE = "await wait_decode_kv_ready(req_id, num_tp_rank)"
 
 # LMCache's proxy imports two names from lmcache itself (a logger, a message type for its ZMQ signal);
@@ -81,8 +84,10 @@ def start_pd_proxy(prefill, decode, workdir):
     port = free_port()
     config = pathlib.Path(workdir) / "pd_proxy.json"
     config.write_text(json.dumps({"port": port, "prefill": [prefill], "decode": [decode],
-                                  "log_level": "WARNING"}))
-    proc = start([sys.executable, str(PROXY), "--config", str(config)])
+                                  "log_level": "WARNING", "require_api_key": True}))
+    env = dict(os.environ, PYTHONPATH=str(PROXY_PACKAGE), PYTHONDONTWRITEBYTECODE="1",
+               PD_PROXY_API_KEY=BENCH_API_KEY)
+    proc = start([sys.executable, "-m", "erdma_pd_proxy", "--config", str(config)], env=env)
     wait_http(f"http://127.0.0.1:{port}/health")
     return proc, f"http://127.0.0.1:{port}"
 
@@ -127,7 +132,8 @@ async def load(url, concurrency, count, body):
     results = []
     queue = iter(range(count))
     timeout = ClientTimeout(total=60)
-    async with ClientSession(connector=TCPConnector(limit=0), timeout=timeout) as session:
+    headers = {"Authorization": f"Bearer {BENCH_API_KEY}"}  # the stand-ins and LMCache's proxy ignore it
+    async with ClientSession(connector=TCPConnector(limit=0), timeout=timeout, headers=headers) as session:
         async def worker():
             for _index in queue:
                 results.append(await one_request(session, url, body))

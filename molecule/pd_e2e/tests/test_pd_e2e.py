@@ -84,6 +84,11 @@ def test_proxy_runs_hardened_on_the_master_address(host):
     unit = host.file("/etc/systemd/system/pd-proxy.service").content_string
     assert "Ansible managed" in unit and "NoNewPrivileges=yes" in unit and "ProtectSystem=strict" in unit
     assert host.service("pd-proxy").is_running
+    # The package the role installed, the one the unit runs, with the drop-in's memory limit.
+    assert host.check_output("/opt/pd-proxy/venv/bin/pip show erdma-pd-proxy").startswith("Name: erdma-pd-proxy")
+    assert "ExecStart=/opt/pd-proxy/venv/bin/pd-proxy --config /etc/pd-proxy/config.json" in unit
+    assert host.check_output("systemctl show pd-proxy -p MemoryMax") == "MemoryMax=1073741824"
+    assert not host.file("/opt/pd-proxy/pd_proxy.py").exists
     local = [line.split()[3] for line in host.check_output(f"ss -Hltn 'sport = :{PROXY_PORT}'").splitlines()]
     assert local == [f"{node_ip('e2e-master')}:{PROXY_PORT}"]
 

@@ -6,6 +6,7 @@ path is proven by the molecule scenario pd_e2e. Every request an engine receives
 """
 import argparse
 import asyncio
+import gzip
 import json
 import time
 
@@ -22,6 +23,10 @@ class EngineStandIn:
         self.fail_status = None    # answer completions with this status instead
         self.delay = 0.0           # seconds before answering
         self.chunk_delay = 0.0     # seconds between streamed chunks
+        self.stall_after = None    # streamed chunks sent before the stream goes silent (a stalled engine)
+        self.gzip = False          # compress non-streamed answers whatever the client accepts
+        self.api_key = ""          # when set, /v1/* wants "Authorization: Bearer <api_key>", as vLLM does
+        self.health_headers = []   # headers of every GET /health
         self.received = []         # (path, body, headers) of every completion request
         self.cancelled = 0         # requests whose client went away before the answer was complete
         self.finished = 0          # requests answered completely
@@ -29,14 +34,17 @@ class EngineStandIn:
         self.url = None
 
     # -- server lifecycle
-    async def start(self, host="127.0.0.1", port=0):
-        app = web.Application()
+    def app(self):
+        app = web.Application(middlewares=[self.check_api_key])
         app.router.add_post("/v1/completions", self.completion)
         app.router.add_post("/v1/chat/completions", self.completion)
         app.router.add_post("/tokenize", self.tokenize)
         app.router.add_get("/v1/models", self.models)
         app.router.add_get("/health", self.health)
-        self.runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
+        return app
+
+    async def start(self, host="127.0.0.1", port=0):
+        self.runner = web.AppRunner(self.app(), handler_cancellation=True, access_log=None)
         await self.runner.setup()
         site = web.TCPSite(self.runner, host, port)
         await site.start()
@@ -50,7 +58,15 @@ class EngineStandIn:
             self.runner = None
 
     # -- handlers
-    async def health(self, _request):
+    @web.middleware
+    async def check_api_key(self, request, handler):
+        if self.api_key and request.path.startswith("/v1/") and \
+                request.headers.get("Authorization") != f"Bearer {self.api_key}":
+            return web.json_response({"error": "Unauthorized"}, status=401)
+        return await handler(request)
+
+    async def health(self, request):
+        self.health_headers.append(request.headers.copy())
         return web.Response(status=200 if self.healthy else 503)
 
     async def tokenize(self, request):
@@ -79,6 +95,9 @@ class EngineStandIn:
                 return await self._stream(request, body, tokens)
             answer = self._answer(request.path, body, tokens)
             self.finished += 1
+            if self.gzip:
+                return web.Response(body=gzip.compress(json.dumps(answer).encode()), content_type="application/json",
+                                    headers={"Content-Encoding": "gzip"})
             return web.json_response(answer)
         except (asyncio.CancelledError, ConnectionResetError):
             self.cancelled += 1
@@ -103,7 +122,9 @@ class EngineStandIn:
     async def _stream(self, request, body, tokens):
         out = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await out.prepare(request)
-        for token in tokens:
+        for index, token in enumerate(tokens):
+            if index == self.stall_after:
+                await asyncio.sleep(3600)
             chunk = {"object": "text_completion", "model": body.get("model"),
                      "choices": [{"index": 0, "text": token + " ", "finish_reason": None}]}
             await out.write(f"data: {json.dumps(chunk)}\n\n".encode())
