@@ -11,7 +11,8 @@ import pytest_asyncio
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
-from proxy_lab import Lab  # noqa: E402  pylint: disable=wrong-import-position  (puts the package on sys.path)
+# proxy_lab puts the package on sys.path.
+from proxy_lab import Lab  # noqa: E402  pylint: disable=wrong-import-position
 from engine_standin import EngineStandIn  # noqa: E402  pylint: disable=wrong-import-position
 from erdma_pd_proxy.app import Proxy  # noqa: E402  pylint: disable=wrong-import-position
 from erdma_pd_proxy.config import DEFAULTS, validate  # noqa: E402  pylint: disable=wrong-import-position

@@ -64,10 +64,10 @@ def client_request_id(raw):
 
 def bearer_matches(header, key):
     """True when an Authorization header carries `Bearer <key>` (compared in constant time)."""
-    scheme, _, supplied = (header or "").partition(" ")
-    if scheme.lower() != "bearer":
+    parts = (header or "").split(" ", 1)
+    if len(parts) != 2 or parts[0].lower() != "bearer":
         return False
-    return hmac.compare_digest(supplied.strip().encode(), key.encode())
+    return hmac.compare_digest(parts[1].strip().encode(), key.encode())
 
 
 def json_depth(value):
