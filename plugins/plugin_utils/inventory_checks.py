@@ -108,6 +108,15 @@ def amount(value, high, unit):
     return None
 
 
+def systemd_memory(value):
+    """A systemd memory limit (MemoryMax=): bytes with an optional K/M/G/T, a percentage, infinity or ""."""
+    if value in (None, ""):
+        return None
+    if not re.match(r"^([0-9]+[KMGT]?|([0-9]{1,2}|100)%|infinity)$", str(value).strip()):
+        return "is not a systemd memory size (512M, 1G, 5%, infinity, or empty for no limit)"
+    return None
+
+
 def path(value, allow_empty=False):
     if value in (None, "") and allow_empty:
         return None
@@ -278,6 +287,9 @@ CHECKS = {
     "pd_proxy_verify_timeout": (_always(duration), "give seconds"),
     "pd_proxy_prefill_attempts": (_always(count, 1, 100), "give a count"),
     "pd_proxy_max_body_bytes": (_always(size, 1024), "give bytes (at least 1024)"),
+    "pd_proxy_client_timeout": (_always(duration, 3600), "give seconds"),
+    "pd_proxy_max_concurrent_requests": (_always(count, 1, 1000000), "give a count of requests"),
+    "pd_proxy_memory_max": (_always(systemd_memory), "give a systemd size such as 1G, or \"\" for no limit"),
     "pd_proxy_install_dir": (_always(path), "use an absolute directory"),
     "pd_proxy_venv_path": (_always(path), "use an absolute directory"),
     "pd_proxy_config_dir": (_always(path), "use an absolute directory"),

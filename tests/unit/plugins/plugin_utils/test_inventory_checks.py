@@ -74,6 +74,9 @@ def test_a_sound_fleet_has_no_problem():
     ("mooncake_eviction_high_watermark_ratio", 0, ["(0, 1]"]),
     ("mooncake_etcd_endpoints", ["etcd1"], ["HOST:PORT"]),
     ("pd_proxy_prefill_urls", ["10.0.0.11:7100"], ["http"]),
+    ("pd_proxy_memory_max", "1 GB", ["systemd memory size"]),
+    ("pd_proxy_max_concurrent_requests", 0, ["not an integer"]),
+    ("pd_proxy_client_timeout", 0, ["duration"]),
     ("erdma_driver_checksums", {"env_setup.sh": "abc"}, ["ALGORITHM:HEX"]),
     ("verify_bw_fraction", 2, ["(0, 1]"]),
 ])
