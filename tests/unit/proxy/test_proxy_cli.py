@@ -97,7 +97,8 @@ def test_service_process_serves_enforces_its_key_and_stops_cleanly_on_sigterm(tm
     port = free_port()
     config = tmp_path / "proxy.json"
     config.write_text(json.dumps({"prefill": ["http://127.0.0.1:9"], "decode": ["http://127.0.0.1:9"],
-                                  "port": port, "health_timeout": 0.2, "require_api_key": True}))
+                                  "port": port, "health_timeout": 0.2, "require_api_key": True,
+                                  "client_timeout": 1}))
     proc = subprocess.Popen(pd_proxy_command("--config", str(config)), stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, env=package_env(PD_PROXY_API_KEY="proc-key-1"))
     try:
@@ -113,6 +114,11 @@ def test_service_process_serves_enforces_its_key_and_stops_cleanly_on_sigterm(tm
         assert http_status(f"http://127.0.0.1:{port}/v1/models")[0] == 401
         # Authenticated, but every backend is down: the request got past the key check.
         assert http_status(f"http://127.0.0.1:{port}/v1/models", {"Authorization": "Bearer proc-key-1"})[0] == 503
+        # A client whose headers never end is dropped after client_timeout.
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as slow:
+            slow.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\n")
+            started = time.monotonic()
+            assert slow.recv(100) == b"" and time.monotonic() - started < 5
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=10) == 0
         log = proc.stdout.read().decode()

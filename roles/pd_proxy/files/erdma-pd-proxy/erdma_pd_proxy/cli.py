@@ -20,7 +20,9 @@ LOG = logging.getLogger("pd_proxy")
 
 async def serve(config):
     """Run until SIGTERM/SIGINT; client disconnects cancel their handler (and so their backend requests)."""
-    runner = web.AppRunner(Proxy(config).app(), handler_cancellation=True, access_log=None)
+    # keepalive_timeout also closes a connection whose request headers do not arrive in time (slow clients).
+    runner = web.AppRunner(Proxy(config).app(), handler_cancellation=True, access_log=None,
+                           keepalive_timeout=config["client_timeout"])
     await runner.setup()
     site = web.TCPSite(runner, config["host"], config["port"])
     await site.start()
