@@ -20,6 +20,10 @@ from erdma_pd_proxy.metrics import CONTENT_TYPE, Metrics
 LOG = logging.getLogger("pd_proxy")
 
 
+# An engine that answers these refused the proxy's key, not the client: the client gets a 502.
+ENGINE_AUTH_STATUSES = (401, 403)
+
+
 class BackendDown(Exception):
     """The backend could not be reached (refused, reset, unreachable): another one may serve."""
 
@@ -198,6 +202,8 @@ class Proxy:
                 raise ProxyError(504, f"prefill on {backend.url} took longer than "
                                       f"{self.config['prefill_timeout']}s") from exc
             self.metrics.latency["prefill"].observe(time.monotonic() - started)
+            if status in ENGINE_AUTH_STATUSES:
+                raise self.engine_auth_error("prefill", backend)
             if status >= 500:
                 self.metrics.count_error("prefill", f"http_{status}")
                 problems.append(f"{backend.url}: HTTP {status}: {data[:200].decode(errors='replace')}")
@@ -206,6 +212,11 @@ class Proxy:
         detail = "; ".join(problems) if problems else \
             f"all {len(self.prefill.backends)} prefill backend(s) fail their health checks"
         raise ProxyError(503, f"no prefill backend could take the request ({detail})", "service_unavailable")
+
+    def engine_auth_error(self, stage, backend):
+        self.metrics.count_error(stage, "engine_auth")
+        return ProxyError(502, f"the {stage} engine {backend.url} refused the proxy's engine API key "
+                               "(PD_PROXY_ENGINE_API_KEY must be the engines' --api-key)", "proxy_error")
 
     # -- decode
     def no_decode_error(self, problems=()):
@@ -318,6 +329,8 @@ class Proxy:
                     self.metrics.latency["ttft"].observe(time.monotonic() - exchange.arrived)
                     first = False
                 await out.write(chunk)
+                # A client slow to take the stream is not a stalled decode: time from here.
+                watch.touch()
                 tail = chunk[-2:]
         except (DecodeStalled, asyncio.TimeoutError, ClientError) as exc:
             reason, status, message = self._decode_failure(exc)
@@ -384,6 +397,10 @@ class Proxy:
                                                                        content_type=p_type))
             payload = decode_body(body, p_data)
             backend, resp = await self.open_decode(exchange, request.path, payload, headers)
+            if resp.status in ENGINE_AUTH_STATUSES:
+                resp.release()
+                backend.inflight -= 1
+                raise self.engine_auth_error("decode", backend)
             return await self.relay_decode(request, exchange, backend, resp, bool(body.get("stream")))
         except ProxyError as exc:
             return await self.send_error(request, exchange, exc)
@@ -405,6 +422,8 @@ class Proxy:
             try:
                 async with self.session.get(f"{backend.url}/v1/models", timeout=timeout,
                                             headers=self._engine_auth_headers()) as resp:
+                    if resp.status in ENGINE_AUTH_STATUSES:
+                        return await self.send_error(request, exchange, self.engine_auth_error(pool.role, backend))
                     return web.Response(status=resp.status, body=await resp.read(),
                                         content_type=resp.content_type or "application/json")
             except (ClientError, OSError, asyncio.TimeoutError) as exc:
