@@ -419,3 +419,17 @@ async def test_metrics_count_requests_errors_latencies_and_inflight(make_lab):
         assert f'pd_proxy_{name}_seconds_bucket{{le="+Inf"}} 2.0' in samples
     for engine, role in ((t.prefill[0], "prefill"), (t.decode[0], "decode")):
         assert f'pd_proxy_backend_inflight{{backend="{engine.url}",role="{role}"}} 0.0' in samples
+
+
+@pytest.mark.parametrize("refusing", ["prefill", "decode"])
+async def test_an_engine_that_refuses_the_proxys_key_is_a_502_not_the_clients_401(make_lab, refusing):
+    t = await make_lab(api_key="client-key", engine_api_key="stale-key")
+    for engine in getattr(t, refusing):
+        engine.api_key = "rotated-key"
+    good = {"Authorization": "Bearer client-key"}
+    status, answer = await t.post("/v1/completions", PROMPT, headers=good)
+    assert status == 502 and "refused the proxy's engine API key" in answer["error"]["message"]
+    assert refusing in answer["error"]["message"]
+    if refusing == "decode":
+        assert (await t.get_text("/v1/models", headers=good))[0] == 502
+        await wait_until(lambda: t.proxy.decode.backends[0].inflight == 0)
