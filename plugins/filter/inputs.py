@@ -27,6 +27,11 @@ def fleet_input_problems(hosts, groups, addresses=None):
     return inventory_checks.fleet_problems(hosts, dict(groups or {}), addresses)
 
 
+def host_fact_problems(facts, host, values=None, rdma=False):
+    """Problems of the host's system (service manager, apt, the driver's systems) from its facts."""
+    return inventory_checks.fact_problems(str(host), dict(facts or {}), dict(values or {}), bool(rdma))
+
+
 class FilterModule(object):
     """Input checks."""
 
@@ -34,4 +39,5 @@ class FilterModule(object):
         return {
             "input_problems": input_problems,
             "fleet_input_problems": fleet_input_problems,
+            "host_fact_problems": host_fact_problems,
         }

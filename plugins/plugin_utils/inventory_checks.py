@@ -486,3 +486,33 @@ def address_problems(host, values, addresses):
         problems.append("%s: %s = %r is not an address of this host (%s). Fix: use one of them; the service "
                         "could not bind to it." % (host, name, value, ", ".join(sorted(addresses))))
     return problems
+
+
+# ---------------------------------------------------------------------------- the hosts themselves
+# What every stage needs of a host, read from its facts before any stage starts: the roles run
+# systemd services and install with apt; the driver has recipes for these systems only.
+DRIVER_SYSTEMS = (("Ubuntu", "22"), ("Ubuntu", "24"))
+
+
+def fact_problems(host, facts, values=None, rdma=False):
+    """Problems of a host's system (facts of the min subset) that would stop a stage after others changed."""
+    problems = []
+    facts = facts or {}
+    values = values or {}
+    manager = facts.get("service_mgr")
+    if manager is not None and manager != "systemd":
+        problems.append("%s: the service manager is %s; every stage runs systemd services. Fix: use a host that "
+                        "boots with systemd (a container: podman run --systemd=always ... /sbin/init)."
+                        % (host, manager))
+    family = facts.get("os_family")
+    if family is not None and family != "Debian":
+        problems.append("%s: the system is %s (%s); the stages install with apt. Fix: use Ubuntu 22.04/24.04 "
+                        "(or Debian 12 for the services)." % (host, facts.get("distribution", "?"), family))
+    system = (facts.get("distribution"), str(facts.get("distribution_major_version")))
+    if rdma and facts.get("distribution") is not None and system not in DRIVER_SYSTEMS and \
+            not values.get("erdma_driver_allow_unsupported_os"):
+        problems.append("%s: %s %s is not a system the eRDMA driver stage has a recipe for (Ubuntu 22.04, 24.04). "
+                        "Fix: run on one of them, or set erdma_driver_allow_unsupported_os: true (then "
+                        "erdma_driver_install_method or erdma_driver_install_kernel_driver: false)."
+                        % (host, facts.get("distribution"), facts.get("distribution_version", "")))
+    return problems

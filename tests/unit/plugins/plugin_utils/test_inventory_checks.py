@@ -216,3 +216,26 @@ def test_every_checked_variable_exists_in_a_role_or_the_verify_stage():
         verify = handle.read()
     missing = [n for n in checks.CHECKS if n not in known and n not in verify]
     assert missing == []
+
+
+UBUNTU_22 = {"service_mgr": "systemd", "os_family": "Debian", "distribution": "Ubuntu",
+             "distribution_major_version": "22", "distribution_version": "22.04"}
+
+
+def test_a_system_every_stage_can_serve():
+    assert checks.fact_problems("p1", UBUNTU_22, rdma=True) == []
+
+
+def test_systems_that_would_stop_a_later_stage():
+    problems = checks.fact_problems("p1", dict(UBUNTU_22, service_mgr="sysvinit", os_family="RedHat",
+                                               distribution="Rocky", distribution_major_version="9"), rdma=True)
+    assert [p.split(":")[0] for p in problems] == ["p1", "p1", "p1"]
+    assert "service manager is sysvinit" in problems[0] and "install with apt" in problems[1]
+    assert "erdma_driver_allow_unsupported_os" in problems[2]
+
+
+def test_debian_runs_the_driver_stage_only_when_allowed():
+    debian = dict(UBUNTU_22, distribution="Debian", distribution_major_version="12", distribution_version="12")
+    assert len(checks.fact_problems("p1", debian, rdma=True)) == 1
+    assert checks.fact_problems("p1", debian, {"erdma_driver_allow_unsupported_os": True}, rdma=True) == []
+    assert checks.fact_problems("master", debian, rdma=False) == []
