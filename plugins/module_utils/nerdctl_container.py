@@ -29,6 +29,12 @@ CONFIG_KEYS = ("image", "entrypoint", "command", "env", "volumes", "ulimits", "g
                "privileged", "cap_add", "devices", "restart_policy", "labels", "hostname", "user", "workdir",
                "published_ports", "shm_size", "extra_args")
 
+# Keys hashed only when set, so that containers created before they existed keep their hash.
+OPTIONAL_CONFIG_KEYS = ("env_file", "env_file_digest")
+
+# What results show instead of an environment value (values may be secrets).
+HIDDEN = "(value hidden)"
+
 _ULIMIT = re.compile(r"^([A-Za-z_]+)=(-?\d+|unlimited)(?::(-?\d+|unlimited))?$")
 
 
@@ -82,7 +88,26 @@ def parse_volume(spec):
     return parts[0], parts[1], mode, rest
 
 
-def desired_config(params):
+def env_file_digest(paths, read=None):
+    """One digest over the contents of the environment files, so that a changed secret recreates the
+    container without the secret itself being compared, shown or stored in a label."""
+    read = read or _read_bytes
+    digest = hashlib.sha256()
+    for path in paths:
+        try:
+            content = read(path)
+        except (IOError, OSError) as exc:
+            raise ContainerError("env_file %s cannot be read: %s" % (path, exc))
+        digest.update(path.encode("utf-8") + b"\0" + hashlib.sha256(content).digest())
+    return digest.hexdigest()[:32]
+
+
+def _read_bytes(path):
+    with open(path, "rb") as handle:
+        return handle.read()
+
+
+def desired_config(params, read=None):
     """The module parameters as a canonical configuration (the hash input and the diff's 'after')."""
     entrypoint = params.get("entrypoint")
     if entrypoint is not None and not isinstance(entrypoint, list):
@@ -101,6 +126,13 @@ def desired_config(params):
     labels = dict((str(k), str(v)) for k, v in (params.get("labels") or {}).items())
     if HASH_LABEL in labels:
         raise ContainerError("the label %s is the module's own: do not set it" % HASH_LABEL)
+    stop_timeout = params.get("stop_timeout")
+    if stop_timeout is not None and int(stop_timeout) < 0:
+        raise ContainerError("stop_timeout must be 0 or more seconds, got %s" % (stop_timeout,))
+    env_files = [str(path) for path in params.get("env_file") or []]
+    for path in env_files:
+        if not path.startswith("/"):
+            raise ContainerError("env_file %r must be an absolute path" % (path,))
     return {
         "image": params["image"],
         "entrypoint": entrypoint,
@@ -122,12 +154,16 @@ def desired_config(params):
         "published_ports": sorted(str(p) for p in params.get("published_ports") or []),
         "shm_size": params.get("shm_size") or None,
         "extra_args": [str(a) for a in params.get("extra_args") or []],
+        "env_file": env_files,
+        "env_file_digest": env_file_digest(env_files, read) if env_files else None,
     }
 
 
 def config_hash(config):
     """A stable digest of a desired configuration (the label that decides recreation)."""
-    canonical = json.dumps(dict((k, config.get(k)) for k in CONFIG_KEYS), sort_keys=True, separators=(",", ":"))
+    hashed = dict((k, config.get(k)) for k in CONFIG_KEYS)
+    hashed.update((k, config[k]) for k in OPTIONAL_CONFIG_KEYS if config.get(k))
+    canonical = json.dumps(hashed, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:32]
 
 
@@ -140,6 +176,8 @@ def run_args(flavour, name, config, detach=True, pull=None, stop_timeout=None):
         args += ["--pull", pull]
     if stop_timeout is not None:
         args += ["--stop-timeout", str(stop_timeout)]
+    for path in config.get("env_file") or []:
+        args += ["--env-file", path]
     for key, value in config["env"].items():
         args += ["--env", "%s=%s" % (key, value)]
     for volume in config["volumes"]:
@@ -199,6 +237,50 @@ def is_missing(rc, stdout, stderr):
     return "no such container" in text or "no such object" in text or "not found" in text
 
 
+# ---------------------------------------------------------------- what results may show
+def redact_args(args):
+    """A command line for results and errors: each --env KEY=VALUE shows its key only."""
+    shown = list(args)
+    for index in range(1, len(shown)):
+        if shown[index - 1] in ("--env", "-e") and "=" in shown[index]:
+            shown[index] = "%s=%s" % (shown[index].split("=", 1)[0], HIDDEN)
+    return shown
+
+
+def redact_env(env):
+    return dict((key, HIDDEN) for key in env or {})
+
+
+def redact_config(config):
+    """A desired configuration for the diff: env keys without values, no file digest."""
+    shown = dict(config)
+    shown["env"] = redact_env(config.get("env"))
+    shown.pop("env_file_digest", None)
+    return shown
+
+
+def redact_differences(diff):
+    """{field: (before, after)} with environment values hidden (the keys say what changed)."""
+    shown = dict(diff)
+    if "env" in shown:
+        before, after = shown["env"]
+        shown["env"] = (redact_env(before), redact_env(after))
+    return shown
+
+
+def redact_inspect(data):
+    """A container inspect object for results: Config.Env (which also holds env_file values) as keys."""
+    if not isinstance(data, dict):
+        return data
+    shown = dict(data)
+    config = shown.get("Config")
+    if isinstance(config, dict) and isinstance(config.get("Env"), list):
+        config = dict(config)
+        config["Env"] = ["%s=%s" % (str(item).split("=", 1)[0], HIDDEN) for item in config["Env"]]
+        shown["Config"] = config
+    return shown
+
+
 # ---------------------------------------------------------------- inspect parsing
 def parse_inspect(text):
     """`container inspect` JSON (a list with one object, or the object) -> the object, or None."""
@@ -212,49 +294,83 @@ def parse_inspect(text):
     return data
 
 
+def _mapping(value):
+    return value if isinstance(value, dict) else {}
+
+
+def _ulimits_of(host):
+    """HostConfig.Ulimits -> {name: 'soft:hard'}; None when absent or not in the expected shape."""
+    items = host.get("Ulimits")
+    if not isinstance(items, list):
+        return None
+    ulimits = {}
+    for item in items:
+        if not isinstance(item, dict) or not isinstance(item.get("Name"), str) \
+                or not isinstance(item.get("Soft"), int) or not isinstance(item.get("Hard"), int):
+            return None
+        ulimits[normalize_ulimit_name(item["Name"])] = "%d:%d" % (item["Soft"], item["Hard"])
+    return ulimits
+
+
+def _env_of(config):
+    items = config.get("Env")
+    if not isinstance(items, list):
+        return None
+    env = {}
+    for item in items:
+        key, value = str(item).split("=", 1) if "=" in str(item) else (str(item), "")
+        env[key] = value
+    return env
+
+
+def _volumes_of(data):
+    mounts = data.get("Mounts")
+    if not isinstance(mounts, list):
+        return None
+    return sorted("%s:%s:%s" % (m.get("Source"), m.get("Destination"), "rw" if m.get("RW", True) else "ro")
+                  for m in mounts if isinstance(m, dict) and m.get("Type", "bind") == "bind")
+
+
 def actual_config(data):
-    """What the inspect object says about the keys we compare; None where the tool does not print it."""
-    config = data.get("Config") or {}
-    host = data.get("HostConfig")
-    state = data.get("State") or {}
-    labels = dict(config.get("Labels") or {})
+    """What the inspect object says about the keys we compare; None where the tool does not print it.
+
+    Tools and versions print different subsets (and a future one may print other shapes): a field in
+    an unexpected shape counts as not printed, so the hash label decides, rather than a crash.
+    """
+    if not isinstance(data, dict):
+        raise ContainerError("container inspect printed %s, not a container object" % type(data).__name__)
+    config = _mapping(data.get("Config"))
+    host = data.get("HostConfig") if isinstance(data.get("HostConfig"), dict) else None
+    state = _mapping(data.get("State"))
+    labels = dict((str(k), str(v)) for k, v in _mapping(config.get("Labels")).items())
     image = config.get("Image") or data.get("ImageName") or data.get("Image")
-    if image and str(image).startswith("sha256:"):
+    if not isinstance(image, str) or image.startswith("sha256:"):
         image = None
     argv = None
-    if data.get("Path"):
-        argv = [data["Path"]] + list(data.get("Args") or [])
-    env = None
-    if config.get("Env") is not None:
-        env = {}
-        for item in config["Env"]:
-            key, value = item.split("=", 1) if "=" in item else (item, "")
-            env[key] = value
-    volumes = None
-    if data.get("Mounts") is not None:
-        volumes = sorted("%s:%s:%s" % (m.get("Source"), m.get("Destination"), "rw" if m.get("RW", True) else "ro")
-                         for m in data.get("Mounts") or [] if m.get("Type", "bind") == "bind")
+    if isinstance(data.get("Path"), str) and data["Path"]:
+        args = data.get("Args")
+        argv = [data["Path"]] + [str(a) for a in (args if isinstance(args, list) else [])]
     ulimits = privileged = network = policy = None
     if host is not None:
-        if host.get("Ulimits") is not None:
-            ulimits = dict((normalize_ulimit_name(u["Name"]), "%d:%d" % (u["Soft"], u["Hard"]))
-                           for u in host.get("Ulimits") or [])
+        ulimits = _ulimits_of(host)
         privileged = bool(host.get("Privileged"))
-        network = host.get("NetworkMode") or None
-        policy = ((host.get("RestartPolicy") or {}).get("Name") or "no")
+        network = host.get("NetworkMode") if isinstance(host.get("NetworkMode"), str) else None
+        policy = _mapping(host.get("RestartPolicy")).get("Name") or "no"
+    status = state.get("Status")
     return {
         "image": image,
         "argv": argv,
-        "env": env,
-        "volumes": volumes,
+        "env": _env_of(config),
+        "volumes": _volumes_of(data),
         "ulimits": ulimits,
         "privileged": privileged,
-        "network": network,
+        "network": network or None,
         "restart_policy": policy,
         "labels": labels,
         "hash": labels.get(HASH_LABEL),
-        "status": state.get("Status") or ("running" if state.get("Running") else "unknown"),
-        "running": bool(state.get("Running")),
+        "status": status if isinstance(status, str) and status else (
+            "running" if state.get("Running") is True else "unknown"),
+        "running": state.get("Running") is True,
         "id": data.get("Id"),
     }
 

@@ -58,9 +58,21 @@ options:
     elements: str
     default: []
   env:
-    description: Environment variables.
+    description:
+      - Environment variables. Their values are C(no_log) and never appear in the results (C(command), C(diff),
+        C(differences) and C(container) show the keys only); they do appear in the container's own
+        C(inspect) output and, while the container is created, in the host's process list.
+      - Put secrets in O(env_file) instead.
     type: dict
     default: {}
+  env_file:
+    description:
+      - Environment files on the managed host (C(--env-file), one C(KEY=value) per line), for secrets. Keep them
+        mode 0600, root. A change of their contents recreates the container (a digest of the contents is part
+        of the configuration hash; the values are never compared, shown or stored).
+    type: list
+    elements: path
+    default: []
   volumes:
     description: Bind mounts as C(SOURCE:DESTINATION[:OPTIONS]) (for example C(/data/models:/data/models:ro)).
     type: list
@@ -127,7 +139,7 @@ options:
     elements: str
     default: []
   stop_timeout:
-    description: Seconds to wait for a clean stop before the container is killed (stop, restart, remove).
+    description: Seconds (0 or more) to wait for a clean stop before the container is killed (stop, restart, remove).
     type: int
     default: 30
   recreate:
@@ -214,14 +226,18 @@ differences:
   description: Managed fields whose actual value differs from the desired one, as C(before) and C(after).
   returned: always
   type: dict
-  sample: {env: {before: {PYTHONHASHSEED: "1"}, after: {PYTHONHASHSEED: "0"}}}
+  sample: {env: {before: {PYTHONHASHSEED: "(value hidden)"}, after: {PYTHONHASHSEED: "(value hidden)"}}}
 command:
-  description: The command line that created the container (when it was created in this run).
+  description:
+    - The command line that created the container (when it was created in this run), with each
+      C(--env KEY=VALUE) shown as C(KEY=(value hidden)).
   returned: when the container was (or would be) created
   type: list
   elements: str
 container:
-  description: The C(container inspect) object after the change (empty when absent or in check mode).
+  description:
+    - The C(container inspect) object after the change (empty when absent or in check mode), with the values of
+      C(Config.Env) replaced by C((value hidden)).
   returned: always
   type: dict
 status:
@@ -245,7 +261,8 @@ def argument_spec():
         pull=dict(type="str", choices=["always", "missing", "never"]),
         entrypoint=dict(type="str"),
         command=dict(type="list", elements="str", default=[]),
-        env=dict(type="dict", default={}),
+        env=dict(type="dict", default={}, no_log=True),
+        env_file=dict(type="list", elements="path", default=[]),
         volumes=dict(type="list", elements="str", default=[]),
         ulimits=dict(type="list", elements="str", default=[]),
         gpus=dict(type="str"),
@@ -279,7 +296,7 @@ class Cli(object):
         rc, out, err = self.module.run_command([self.path] + args)
         if check and rc != 0:
             msg = "%s %s failed (rc=%d): %s" % (self.flavour, " ".join(args[:2]), rc, (err or out).strip())
-            self.module.fail_json(msg=msg, rc=rc, stdout=out, stderr=err, cmd=[self.path] + args)
+            self.module.fail_json(msg=msg, rc=rc, stdout=out, stderr=err, cmd=nc.redact_args([self.path] + args))
         return rc, out, err
 
     def inspect(self, name):
@@ -292,14 +309,40 @@ class Cli(object):
         return nc.parse_inspect(out)
 
 
+# Ansible masks every no_log value wherever it appears in the result, as a substring: an env value
+# such as "0" or "1" would turn every digit of the config hash and of the inspect object into stars.
+# The module never returns env values (see the redact_* helpers); masking stays as a second guard
+# for values long enough to be a secret.
+_SHORTEST_MASKED_VALUE = 4
+
+
+def _mask_only_values_worth_masking(module):
+    module.no_log_values.difference_update(
+        [value for value in module.no_log_values if len(value) < _SHORTEST_MASKED_VALUE])
+
+
+def _env_file_reader(module):
+    """Reads env files; in check mode a file that the same run would write first counts as changed."""
+    def read(path):
+        try:
+            with open(path, "rb") as handle:
+                return handle.read()
+        except (IOError, OSError):
+            if module.check_mode:
+                return b"\0missing in check mode"
+            raise
+    return read
+
+
 def main():
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True,
                            required_if=[("state", "started", ["image"]), ("state", "stopped", ["image"]),
                                         ("state", "present", ["image"])])
     p = module.params
+    _mask_only_values_worth_masking(module)
     try:
         flavour = nc.flavour_of(p["executable"])
-        desired = nc.desired_config(p) if p["state"] != "absent" else None
+        desired = nc.desired_config(p, read=_env_file_reader(module)) if p["state"] != "absent" else None
     except nc.ContainerError as exc:
         module.fail_json(msg=str(exc))
 
@@ -307,26 +350,28 @@ def main():
     cli = None if parse_only else Cli(module)
     try:
         data = nc.parse_inspect(p["inspect_output"]) if parse_only else cli.inspect(p["name"])
+        actual = nc.actual_config(data) if data is not None else None
     except (ValueError, nc.ContainerError) as exc:
         module.fail_json(msg="cannot read the container inspect output: %s" % exc)
-    actual = nc.actual_config(data) if data is not None else None
     actions, diff = nc.plan(p["state"], desired, actual, recreate=p["recreate"], restart=p["restart"])
 
     result = dict(changed=bool(actions) and not parse_only, actions=actions,
                   status=actual["status"] if actual else "absent",
-                  differences=dict((k, dict(before=v[0], after=v[1])) for k, v in diff.items()),
+                  differences=dict((k, dict(before=v[0], after=v[1]))
+                                   for k, v in nc.redact_differences(diff).items()),
                   container={})
     if desired is not None:
         result["config_hash"] = nc.config_hash(desired)
         create_args = nc.run_args(flavour, p["name"], desired, detach=p["state"] == "started", pull=p["pull"],
                                   stop_timeout=p["stop_timeout"])
         if "create" in actions:
-            result["command"] = [p["executable"]] + create_args
+            result["command"] = nc.redact_args([p["executable"]] + create_args)
     if module._diff:
-        before = dict((k, v[0]) for k, v in diff.items())
-        after = dict((k, v[1]) for k, v in diff.items())
+        shown = nc.redact_differences(diff)
+        before = dict((k, v[0]) for k, v in shown.items())
+        after = dict((k, v[1]) for k, v in shown.items())
         if actual is None and desired is not None:
-            before, after = {"state": "absent"}, dict(desired, state=p["state"])
+            before, after = {"state": "absent"}, dict(nc.redact_config(desired), state=p["state"])
         elif p["state"] == "absent" and actual is not None:
             before, after = {"state": actual["status"]}, {"state": "absent"}
         elif "start" in actions or "stop" in actions:
@@ -336,7 +381,7 @@ def main():
 
     if parse_only or module.check_mode or not actions:
         if not parse_only and not module.check_mode and data is not None:
-            result["container"] = data
+            result["container"] = nc.redact_inspect(data)
         module.exit_json(**result)
 
     timeout = str(p["stop_timeout"])
@@ -355,7 +400,7 @@ def main():
         elif action == "restart":
             cli.run(["restart", "--time", timeout, p["name"]])
     if p["state"] != "absent":
-        result["container"] = cli.inspect(p["name"]) or {}
+        result["container"] = nc.redact_inspect(cli.inspect(p["name"]) or {})
     module.exit_json(**result)
 
 

@@ -253,3 +253,76 @@ def test_inspect_json_of_one_object_is_accepted():
     assert nc.parse_inspect(json.dumps(obj))["Id"] == obj["Id"]
     with pytest.raises(nc.ContainerError):
         nc.parse_inspect("42")
+
+
+# ---------------------------------------------------------------- issue 12: limits, odd inspect JSON, secrets
+def test_a_negative_stop_timeout_is_refused():
+    with pytest.raises(nc.ContainerError, match="stop_timeout must be 0 or more"):
+        nc.desired_config(params(stop_timeout=-1))
+    assert nc.desired_config(params(stop_timeout=0))["image"]
+
+
+@pytest.mark.parametrize("mutate", [
+    lambda d: d["HostConfig"].update(Ulimits=[{"Name": "RLIMIT_NOFILE"}]),      # no Soft/Hard
+    lambda d: d["HostConfig"].update(Ulimits=[["nofile", 1, 2]]),               # not objects
+    lambda d: d["HostConfig"].update(RestartPolicy="always"),                   # a string, not an object
+    lambda d: d.update(Config=None),
+    lambda d: d["Config"].update(Env="A=1"),
+    lambda d: d["Config"].update(Labels=["a=b"]),
+    lambda d: d.update(Mounts=[{"Source": "/x"}, "not-a-mount"]),
+    lambda d: d.update(State=None, Path=7, Args=None),
+    lambda d: d.update(HostConfig=[]),
+])
+def test_unexpected_inspect_shapes_do_not_crash(mutate):
+    """Recorded podman output with one field in a shape no tool printed so far: no KeyError, the field
+    counts as unknown and the hash label decides."""
+    data = json.loads(fixture("podman_engine_created.json"))[0]
+    mutate(data)
+    actual = nc.actual_config(data)
+    desired = nc.desired_config(params())
+    actions, _diff = nc.plan("started", desired, actual)
+    assert actions == ["remove", "create"]  # the recorded hash label is not the desired one
+
+
+def test_inspect_that_is_not_an_object_is_a_clear_error():
+    with pytest.raises(nc.ContainerError, match="not a container object"):
+        nc.actual_config(["x"])
+
+
+def test_env_files_become_flags_and_their_content_is_part_of_the_hash():
+    contents = {"/etc/erdma-pd/vllm.env": b"VLLM_API_KEY=first-secret-x1\n"}
+    read = contents.__getitem__
+    first = nc.desired_config(params(env_file=["/etc/erdma-pd/vllm.env"]), read=read)
+    args = nc.run_args("nerdctl", "e", first)
+    assert args[args.index("--env-file") + 1] == "/etc/erdma-pd/vllm.env"
+    contents["/etc/erdma-pd/vllm.env"] = b"VLLM_API_KEY=second-secret-x2\n"
+    second = nc.desired_config(params(env_file=["/etc/erdma-pd/vllm.env"]), read=read)
+    assert nc.config_hash(first) != nc.config_hash(second)
+    assert "first-secret" not in json.dumps(first) and "second-secret" not in json.dumps(second)
+
+
+def test_no_env_file_keeps_the_hash_of_earlier_versions():
+    """Containers created before env_file existed are not recreated by the upgrade."""
+    config = nc.desired_config(params())
+    legacy = json.dumps(dict((k, config.get(k)) for k in nc.CONFIG_KEYS), sort_keys=True, separators=(",", ":"))
+    import hashlib
+    assert nc.config_hash(config) == hashlib.sha256(legacy.encode("utf-8")).hexdigest()[:32]
+
+
+def test_unreadable_or_relative_env_files_are_refused():
+    with pytest.raises(nc.ContainerError, match="cannot be read"):
+        nc.desired_config(params(env_file=["/nonexistent/erdma.env"]))
+    with pytest.raises(nc.ContainerError, match="absolute path"):
+        nc.desired_config(params(env_file=["relative.env"]))
+
+
+def test_redaction_keeps_keys_and_drops_values():
+    config = nc.desired_config(params(env={"VLLM_API_KEY": "sk-secret-123", "A": "1"}))
+    shown = nc.redact_args(nc.run_args("podman", "e", config))
+    assert "sk-secret-123" not in " ".join(shown)
+    assert "VLLM_API_KEY=" + nc.HIDDEN in shown
+    assert nc.redact_config(config)["env"] == {"A": nc.HIDDEN, "VLLM_API_KEY": nc.HIDDEN}
+    data = json.loads(fixture("podman_engine_created.json"))[0]
+    redacted = nc.redact_inspect(data)
+    assert all(item.endswith("=" + nc.HIDDEN) for item in redacted["Config"]["Env"])
+    assert "PYTHONHASHSEED=0" in data["Config"]["Env"]  # the original is untouched
