@@ -10,10 +10,21 @@ cd "$root"
 ansible-galaxy collection build --force --output-path "$work" .
 tarball=$(ls "$work"/erdma-pd-*.tar.gz)
 echo "built $(basename "$tarball") ($(du -h "$tarball" | cut -f1))"
-if tar -tzf "$tarball" | grep -E '^(\.venv|collections|lab/build)/'; then
-  echo "the tarball carries build artefacts listed above: extend build_ignore in galaxy.yml" >&2
+# The artefact holds the collection, not the lab: only these top-level entries (and of tests/, only
+# the unit tests) may be in it.
+allowed='^(MANIFEST\.json|FILES\.json|README\.md|COPYING|CHANGELOG\.md|changelogs|docs|extensions|meta|playbooks|plugins|roles|tests/unit|tests)(/|$)'
+if tar -tzf "$tarball" | grep -vE "$allowed" || tar -tzf "$tarball" | grep -E '^tests/[^/]+$|^tests/[^u/][^/]*/|/__pycache__/'; then
+  echo "the tarball carries what only a checkout needs (listed above): extend build_ignore in galaxy.yml" >&2
   exit 1
 fi
+
+# From a checkout, the README's install command installs (the checkout's own collections/ link must
+# not count as "already installed"): this checkout's ansible.cfg, a fresh home, no collection path set.
+(cd "$root" && env -u ANSIBLE_COLLECTIONS_PATH HOME="$work/home" ANSIBLE_CONFIG="$root/ansible.cfg" \
+  ansible-galaxy collection install --no-deps "$tarball") | tee "$work/install.log"
+grep -q "erdma.pd:$(sed -n 's/^version: *//p' "$root/galaxy.yml") was installed successfully" "$work/install.log" || {
+  echo "ansible-galaxy collection install from the checkout installed nothing" >&2; exit 1; }
+test -f "$work/home/.ansible/collections/ansible_collections/erdma/pd/MANIFEST.json"
 # As a user elsewhere: no ansible.cfg of this checkout, only the installed tarball on the path.
 cd "$work"
 printf "[defaults]\n" > "$work/empty.cfg"
@@ -47,3 +58,12 @@ echo "execution environment: ansible-builder create ok ($(grep -c '^RUN' "$work/
 printf 'localhost ansible_connection=local\n' > "$work/hosts"
 ansible-playbook erdma.pd.site -i "$work/hosts" --syntax-check > /dev/null
 echo "ansible-playbook erdma.pd.site --syntax-check: ok"
+
+# The changelog: fragments lint clean, and CHANGELOG.md is what antsibull-changelog generates.
+cd "$root"
+antsibull-changelog lint
+antsibull-changelog lint-changelog-yaml changelogs/changelog.yaml
+antsibull-changelog generate --output "$work/CHANGELOG.md" --output-format md
+diff -u CHANGELOG.md "$work/CHANGELOG.md" || {
+  echo "CHANGELOG.md is not what antsibull-changelog generates: run antsibull-changelog generate" >&2; exit 1; }
+echo "changelog: fragments lint clean, CHANGELOG.md current"
