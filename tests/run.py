@@ -28,9 +28,6 @@ def venv_env():
     env["PATH"] = f"{BIN}:{env['PATH']}"
     env["VIRTUAL_ENV"] = str(VENV)
     env["ANSIBLE_CONFIG"] = str(ROOT / "ansible.cfg")
-    # The checkout as erdma.pd for every playbook a stage runs (ansible.cfg leaves it out: see there).
-    env.setdefault("ANSIBLE_COLLECTIONS_PATH",
-                   f"{ROOT / 'collections'}:~/.ansible/collections:/usr/share/ansible/collections")
     env.setdefault("ANSIBLE_FORCE_COLOR", "0")
     env["PY_COLORS"] = "0"
     return env
