@@ -4,10 +4,13 @@
     .venv/bin/python lab/demo.py --inventory inventories/lab      (what `make demo` runs after site.yml)
 
 The proxy's address comes from the inventory (the proxy host's lab_ip, pd_proxy_port); the engines'
-addresses from the proxy itself (GET /health lists its backends). Stdlib only.
+addresses from the proxy itself (GET /health lists its backends); the API key from the environment
+(PD_API_KEY) or the file that the roles generated beside the inventory (credentials/pd_api_key).
+Stdlib only.
 """
 import argparse
 import json
+import os
 import pathlib
 import re
 import subprocess
@@ -40,9 +43,20 @@ def inventory_proxy(inventory):
     return address, int(port) if str(port).isdigit() else 9000
 
 
-def http(method, url, body=None, timeout=120):
+def api_key(inventory):
+    """The key clients send (PD_API_KEY, else the one generated beside the inventory), or "" for none."""
+    if os.environ.get("PD_API_KEY"):
+        return os.environ["PD_API_KEY"]
+    path = ROOT / inventory / "credentials" / "pd_api_key"
+    return path.read_text().split()[0] if path.is_file() else ""
+
+
+def http(method, url, body=None, timeout=120, key=""):
     data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+    headers = {"Content-Type": "application/json"}
+    if key:
+        headers["Authorization"] = f"Bearer {key}"
+    req = urllib.request.Request(url, data=data, method=method, headers=headers)
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:
             return resp.status, resp.read().decode()
@@ -79,10 +93,13 @@ def long_enough_prompt(p_url, d_metrics, max_tokens):
     return best, best_count, block
 
 
-def stream_completion(proxy, body):
+def stream_completion(proxy, body, key):
     """The answer's text, time to first token and total time, as a client of the proxy sees them."""
+    headers = {"Content-Type": "application/json"}
+    if key:
+        headers["Authorization"] = f"Bearer {key}"
     req = urllib.request.Request(proxy + "/v1/completions", data=json.dumps(dict(body, stream=True)).encode(),
-                                 headers={"Content-Type": "application/json"}, method="POST")
+                                 headers=headers, method="POST")
     started = time.monotonic()
     first, parts = None, []
     with urllib.request.urlopen(req, timeout=300) as resp:
@@ -119,7 +136,13 @@ def main():
     prompt, tokens, block = long_enough_prompt(p_url, before["d"], args.max_tokens)
     body = {"model": "tiny", "prompt": prompt, "max_tokens": args.max_tokens, "temperature": 0,
             "ignore_eos": True}
-    answer, ttft, total = stream_completion(proxy, body)
+    try:
+        answer, ttft, total = stream_completion(proxy, body, api_key(args.inventory))
+    except urllib.error.HTTPError as exc:
+        if exc.code == 401:
+            sys.exit(f"demo: the PD proxy wants its API key: set PD_API_KEY or keep the generated key in "
+                     f"{args.inventory}/credentials/pd_api_key")
+        raise
     after = {"p": scrape(p_url), "d": scrape(d_url)}
 
     def delta(node, name):

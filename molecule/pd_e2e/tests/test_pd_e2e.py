@@ -4,6 +4,7 @@ Runs after the side effect (Mooncake master restarted, roles re-run), so every t
 the path came back. HTTP goes from this machine to the nodes' addresses on the scenario network.
 """
 import json
+import os
 import pathlib
 import re
 import subprocess
@@ -46,6 +47,19 @@ def proxy():
 
 
 @pytest.fixture(scope="module")
+def api_key(host):
+    """The key the roles generated on the control node, as the proxy's root-only environment file has it."""
+    env_file = host.file("/etc/erdma-pd/pd-proxy.env")
+    assert (env_file.user, env_file.group, env_file.mode) == ("root", "root", 0o600)
+    match = re.search(r'^PD_PROXY_API_KEY="?([A-Za-z0-9]+)"?$', env_file.content_string, re.M)
+    assert match, "no PD_PROXY_API_KEY in the proxy's environment file"
+    generated = pathlib.Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "inventory" / "credentials" / "pd_api_key"
+    assert oct(generated.stat().st_mode & 0o777) == oct(0o600) and oct(generated.parent.stat().st_mode & 0o777) == oct(0o700)
+    assert generated.read_text().split()[0] == match.group(1)
+    return match.group(1)
+
+
+@pytest.fixture(scope="module")
 def engines(proxy):
     """The engine URLs, as the proxy knows them (rendered by the role from the inventory)."""
     status, text = http("GET", proxy + "/health")
@@ -66,10 +80,10 @@ def make_prompt(engine_url, tokens=200):
             return " ".join(words), count
 
 
-def completion(url, prompt, max_tokens=8):
+def completion(url, prompt, key, max_tokens=8):
     body = {"model": "tiny", "prompt": prompt, "max_tokens": max_tokens, "temperature": 0, "seed": 1234,
             "logprobs": 1, "ignore_eos": True}
-    status, text = http("POST", url + "/v1/completions", body)
+    status, text = http("POST", url + "/v1/completions", body, key=key)
     assert status == 200, f"{url}: {status} {text}"
     return json.loads(text)["choices"][0]
 
@@ -93,7 +107,7 @@ def test_proxy_runs_hardened_on_the_master_address(host):
     assert local == [f"{node_ip('e2e-master')}:{PROXY_PORT}"]
 
 
-def test_prompt_is_prefilled_on_p_and_its_kv_loaded_by_d(host, proxy, engines):  # pylint: disable=unused-argument
+def test_prompt_is_prefilled_on_p_and_its_kv_loaded_by_d(host, proxy, engines, api_key):  # pylint: disable=unused-argument
     # (host: keeps pytest from reordering; this proof runs before the decode engine is stopped)
     p_before = http("GET", engines["prefill"] + "/metrics")[1]
     d_before = http("GET", engines["decode"] + "/metrics")[1]
@@ -102,7 +116,7 @@ def test_prompt_is_prefilled_on_p_and_its_kv_loaded_by_d(host, proxy, engines): 
     block = block_size(d_before)
     prompt, tokens = make_prompt(engines["prefill"], tokens=2 * block + 1)
 
-    through_proxy = completion(proxy, prompt)
+    through_proxy = completion(proxy, prompt, api_key)
 
     p_after = http("GET", engines["prefill"] + "/metrics")[1]
     d_after = http("GET", engines["decode"] + "/metrics")[1]
@@ -114,7 +128,7 @@ def test_prompt_is_prefilled_on_p_and_its_kv_loaded_by_d(host, proxy, engines): 
     assert tokens - block <= loaded <= tokens, "D did not load the prompt's KV from the store"
 
     # The same request to one engine alone: the PD answer must be the one a single engine gives.
-    alone = completion(engines["prefill"], prompt)
+    alone = completion(engines["prefill"], prompt, api_key)
     assert through_proxy["text"] == alone["text"]
     pd_logprobs = through_proxy["logprobs"]["token_logprobs"][:4]
     single_logprobs = alone["logprobs"]["token_logprobs"][:4]
@@ -135,7 +149,36 @@ def decode_unit(decode_host):
     return out.split()[0]
 
 
-def test_decode_down_gives_503_then_the_proxy_recovers(host, proxy, engines):
+def test_api_key_guards_the_proxy_and_each_engine(host, proxy, engines, api_key):  # pylint: disable=unused-argument
+    body = {"model": "tiny", "prompt": "one two three", "max_tokens": 2}
+    for url in (proxy, engines["prefill"], engines["decode"]):
+        for key in ("", "wrong-" + api_key):
+            status, text = http("POST", url + "/v1/completions", body, key=key)
+            assert status == 401, f"{url} answered {status} without the right key: {text}"
+        assert http("GET", url + "/v1/models")[0] == 401
+    status, text = http("GET", proxy + "/v1/models", key=api_key)
+    assert status == 200 and json.loads(text)["data"][0]["id"] == "tiny"
+
+
+def test_api_key_is_in_no_log_no_command_line_and_no_world_readable_file(host, api_key):
+    log = pathlib.Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "ansible.log"
+    text = log.read_text()
+    assert "Run the PD proxy" in text and "pd_proxy" in text, "the ansible log of the scenario is not complete"
+    assert api_key not in text, "the API key is in the log of the ansible run"
+    for name in ("e2e-master", "e2e-prefill", "e2e-decode"):
+        node = host.get_host(f"podman://{name}")
+        # Files: every file that holds the key must be readable by root alone.
+        found = node.run(f"grep -rlF --exclude-dir=venv --exclude-dir=proc -e {api_key} /etc /opt /run /tmp /var/log "
+                         "/var/tmp /var/lib/erdma-pd /srv /root /home 2>/dev/null").stdout.split()
+        assert found, f"{name}: the key is nowhere on the node (the services did not get it)"
+        for path in found:
+            assert node.file(path).mode & 0o077 == 0, f"{name}: {path} holds the key and others can read it"
+        assert api_key not in node.check_output("journalctl --no-pager -o cat"), f"{name}: the key is in the journal"
+        assert api_key not in node.check_output("cat /proc/[0-9]*/cmdline | tr '\\0' ' '"), \
+            f"{name}: the key is on a command line"
+
+
+def test_decode_down_gives_503_then_the_proxy_recovers(host, proxy, engines, api_key):
     decode = host.get_host("podman://e2e-decode")
     unit = decode_unit(decode)
     block = block_size(http("GET", engines["decode"] + "/metrics")[1])
@@ -143,7 +186,7 @@ def test_decode_down_gives_503_then_the_proxy_recovers(host, proxy, engines):
     try:
         prompt, _count = make_prompt(engines["prefill"], tokens=2 * block + 1)
         body = {"model": "tiny", "prompt": prompt, "max_tokens": 4, "ignore_eos": True}
-        status, text = http("POST", proxy + "/v1/completions", body)
+        status, text = http("POST", proxy + "/v1/completions", body, key=api_key)
         assert status == 503, text
         assert "no decode backend is available" in json.loads(text)["error"]["message"]
         assert http("GET", proxy + "/health")[0] == 503
@@ -153,7 +196,7 @@ def test_decode_down_gives_503_then_the_proxy_recovers(host, proxy, engines):
     wait_for(lambda: http("GET", proxy + "/health", timeout=10)[0] == 200, 300, "decode back in the proxy")
     print(f"decode back in service {time.monotonic() - started:.0f}s after its restart")
     d_before = http("GET", engines["decode"] + "/metrics")[1]
-    status, text = http("POST", proxy + "/v1/completions", body)
+    status, text = http("POST", proxy + "/v1/completions", body, key=api_key)
     assert status == 200, text
     assert json.loads(text)["choices"][0]["text"]
     # Known: a decode engine restarted alone (P left running) answers, but loads no KV from Mooncake
