@@ -1,4 +1,4 @@
-"""Builds the STAND-IN eRDMA mirror that the molecule scenario erdma_driver serves over HTTP.
+"""Builds the STAND-IN eRDMA mirror that the molecule scenario erdma_driver serves over HTTPS.
 
 The real mirror (http://mirrors.aliyun.com/erdma) carries vendor installers and kernel sources that
 cannot do anything in a container. This builds files with the same names and the same layout, each
@@ -14,9 +14,12 @@ saying that it is a stand-in:
     <out>/erdma/env_setup.sh                        the stand-in installer next to this file
     <out>/erdma/erdma_installer-1.4.3.tar.gz
     <out>/checksums.json                            {file name: "sha256:<hex>"} of the install artefacts
+    <out>/key.json                                  {"fingerprint": ...} of the repository signing key
+    <out>/tls/ca.crt, server.crt, server.key        a throw-away CA and the mirror's certificate (drv-mirror)
     <out>/erdma.tar.gz                              all of <out>/erdma, for shipping to the mirror node
 
-Usage: python3 build_mirror.py OUT_DIR. Needs gpg, dpkg-deb and dpkg-scanpackages on the control node.
+Usage: python3 build_mirror.py OUT_DIR. Needs gpg, openssl, dpkg-deb and dpkg-scanpackages on the
+control node.
 """
 import email.utils
 import gzip
@@ -143,6 +146,31 @@ def build_apt_repo(mirror, work, gpg_env):
             env=gpg_env)
 
 
+def build_tls(out):
+    """A throw-away CA and a certificate for the mirror node, as a private mirror behind its own CA has."""
+    tls = out / "tls"
+    tls.mkdir()
+    quiet = dict(stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
+         "/CN=erdma.pd molecule STAND-IN mirror CA", "-keyout", str(tls / "ca.key"), "-out", str(tls / "ca.crt"),
+         "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign"],
+        **quiet)
+    run(["openssl", "req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=drv-mirror",
+         "-keyout", str(tls / "server.key"), "-out", str(tls / "server.csr")], **quiet)
+    (tls / "server.ext").write_text("subjectAltName=DNS:drv-mirror\nextendedKeyUsage=serverAuth\n"
+                                    "basicConstraints=CA:FALSE\n")
+    run(["openssl", "x509", "-req", "-in", str(tls / "server.csr"), "-CA", str(tls / "ca.crt"),
+         "-CAkey", str(tls / "ca.key"), "-CAcreateserial", "-days", "2", "-extfile", str(tls / "server.ext"),
+         "-out", str(tls / "server.crt")], **quiet)
+    (tls / "ca.key").unlink()  # nothing else is ever signed with it
+
+
+def key_fingerprint(gpg_env):
+    listing = subprocess.run(["gpg", "--batch", "--with-colons", "--list-keys"], env=gpg_env, check=True,
+                             capture_output=True, text=True).stdout
+    return [line.split(":")[9] for line in listing.splitlines() if line.startswith("fpr:")][0]
+
+
 def main():
     out = pathlib.Path(sys.argv[1]).resolve()
     if out.exists():
@@ -161,9 +189,11 @@ def main():
                  "1d"], env=gpg_env, stderr=subprocess.DEVNULL)
             with open(mirror / "GPGKEY", "wb") as key:
                 run(["gpg", "--batch", "--armor", "--export"], env=gpg_env, stdout=key)
+            (out / "key.json").write_text(json.dumps({"fingerprint": key_fingerprint(gpg_env)}) + "\n")
             build_apt_repo(mirror, work, gpg_env)
         finally:
             subprocess.run(["gpgconf", "--kill", "all"], env=gpg_env, check=False)
+    build_tls(out)
     (out / "checksums.json").write_text(json.dumps(checksums, indent=2, sort_keys=True) + "\n")
     # One file to ship to the mirror node (one transfer instead of one per file).
     shutil.make_archive(str(out / "erdma"), "gztar", root_dir=str(out), base_dir="erdma")

@@ -7,9 +7,20 @@
 set -euo pipefail
 log_dir=/var/log/erdma-standin
 mkdir -p "$log_dir"
-stale=absent
-if [ -e "/lib/modules/$(uname -r)/updates/dkms/erdma.ko" ]; then stale=present; fi
-printf 'args=%s\tcwd=%s\tstale_erdma_ko=%s\n' "$*" "$PWD" "$stale" >> "$log_dir/env_setup.calls"
+# What the real installer would meet: any erdma module of the running kernel left in updates/ (in any
+# compression), whether depmod's index still names one, and whether the vendor userspace (eadm) is
+# already installed (the guide installs it after the driver).
+modules=/lib/modules/$(uname -r)
+stale=$(cd "$modules" 2>/dev/null && find updates -name 'erdma.ko*' 2>/dev/null | sort | paste -sd, -)
+if [ -f "$modules/modules.dep" ]; then
+  if grep -q 'erdma\.ko' "$modules/modules.dep"; then index=names-erdma; else index=clean; fi
+else
+  index=missing
+fi
+eadm=absent
+if dpkg-query --show --showformat='${Status}' eadm 2>/dev/null | grep -q 'ok installed'; then eadm=installed; fi
+printf 'args=%s\tcwd=%s\tstale_erdma_modules=%s\tmodules_dep=%s\teadm=%s\n' \
+  "$*" "$PWD" "${stale:-none}" "$index" "$eadm" >> "$log_dir/env_setup.calls"
 
 fail() { echo "stand-in env_setup.sh: $*" >&2; exit 3; }
 case "${1:-}" in

@@ -12,8 +12,8 @@ import pytest
 import testinfra
 
 UBUNTU = {
-    "drv-u2204": {"codename": "jammy", "method": "ofed_egs"},
-    "drv-u2404": {"codename": "noble", "method": "installer"},
+    "drv-u2204": {"suite": "jammy/erdma", "method": "ofed_egs"},  # the guide's suite, the role's default
+    "drv-u2404": {"suite": "noble/erdma", "method": "installer"},  # set by the scenario
 }
 RDMA_NODES = ["drv-u2204", "drv-u2404", "drv-d12"]
 testinfra_hosts = [f"podman://{n}" for n in RDMA_NODES]
@@ -39,19 +39,33 @@ def calls(host):
     return host.file(CALLS).content_string.splitlines()
 
 
-# First, so that the tests below also prove this check-mode run called no installer.
-def test_check_mode_changes_nothing():
-    """A --check --diff run of the converge playbook on the converged nodes reports changed=0."""
+def playbook(name, *args):
+    """Run a playbook of the scenario on its nodes; return {node: changed count} from the recap."""
     scenario = os.environ["MOLECULE_SCENARIO_DIRECTORY"]
     run = subprocess.run(
-        ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], "--check", "--diff", "--limit", "rdma",
-         os.path.join(scenario, "converge.yml")],
+        ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], *args, os.path.join(scenario, name)],
         capture_output=True, text=True, timeout=900, env=dict(os.environ), check=False)
-    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
+    assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-2000:]
     out = re.sub(r"\x1b\[[0-9;]*m", "", run.stdout)
-    recap = dict(re.findall(r"^\s*(drv-\S+)\s+:\s+ok=\d+\s+changed=(\d+)", out, re.M))
+    return dict(re.findall(r"^\s*(drv-\S+)\s+:\s+ok=\d+\s+changed=(\d+)", out, re.M)), out
+
+
+# First, so that the tests below also prove that these runs called no installer.
+def test_check_mode_changes_nothing():
+    """A --check --diff run of the converge playbook on the converged nodes reports changed=0."""
+    recap, out = playbook("converge.yml", "--check", "--diff", "--limit", "rdma")
     assert set(recap) == set(RDMA_NODES), out[-3000:]
     assert recap == {n: "0" for n in RDMA_NODES}, out[-6000:]
+
+
+def test_unchecked_or_tampered_inputs_are_refused_and_change_nothing():
+    """refusals.yml: no checksum, a wrong checksum (download and air-gapped copy), a key under another
+    fingerprint and a missing apt suite each stop the role with its own message (asserted in the
+    playbook), and none of them changes a node (the converge was the right-checksum, right-key case)."""
+    recap, out = playbook("refusals.yml")
+    assert recap == {"drv-u2204": "0", "drv-u2404": "0"}, out[-6000:]
+    rescued = dict(re.findall(r"^\s*(drv-\S+)\s+:.*\brescued=(\d+)", out, re.M))
+    assert rescued == {"drv-u2204": "4", "drv-u2404": "1"}, out[-3000:]  # every case refused
 
 
 @pytest.mark.parametrize("name", sorted(UBUNTU))
@@ -62,12 +76,18 @@ def test_env_setup_ran_once_with_the_branch_arguments(name):
     # test_check_mode_changes_nothing may call it again.
     assert len(lines) == 1, lines
     fields = dict(field.split("=", 1) for field in lines[0].split("\t"))
+    # The guide's order: the driver first, the vendor userspace (eadm) after it.
+    assert fields["eadm"] == "absent"
     if UBUNTU[name]["method"] == "ofed_egs":
-        assert fields == {"args": "--egs", "cwd": OFED, "stale_erdma_ko": "present"}
+        assert fields["args"] == "--egs" and fields["cwd"] == OFED
+        assert fields["stale_erdma_modules"] == "updates/dkms/erdma.ko,updates/dkms/erdma.ko.zst"
     else:
-        # Air-gapped mode (erdma_driver_artifacts_dir): the tarball was copied, not downloaded by the host.
-        assert fields == {"args": f"--url file://{WORK}/downloads/erdma_installer-1.4.3.tar.gz",
-                          "cwd": WORK, "stale_erdma_ko": "absent"}
+        # The installer gets the tarball the role fetched and checked (copied here: air-gapped mode).
+        assert fields["args"] == f"--url file://{WORK}/downloads/erdma_installer-1.4.3.tar.gz"
+        assert fields["cwd"] == WORK
+        # Every form of the stale module was gone and depmod's index rebuilt without it.
+        assert fields["stale_erdma_modules"] == "none"
+        assert fields["modules_dep"] == "clean"
 
 
 def test_2204_bundle_has_the_egs_tarball_in_place_of_the_stock_one():
@@ -84,11 +104,13 @@ def test_2204_bundle_has_the_egs_tarball_in_place_of_the_stock_one():
 def test_2204_keeps_the_dkms_module_the_guide_does_not_remove_there():
     host = node("drv-u2204")
     assert host.file(stale_module(host)).exists
+    assert host.file(stale_module(host) + ".zst").exists
 
 
 def test_2404_removed_the_stale_module_and_fetched_the_installer():
     host = node("drv-u2404")
     assert not host.file(stale_module(host)).exists
+    assert not host.file(stale_module(host) + ".zst").exists
     assert not host.file(OFED).exists
     assert host.file(f"{WORK}/env_setup.sh").mode == 0o755
     assert "erdma_installer/STAND-IN" in host.file("/var/log/erdma-standin/installer_tarball.list").content_string
@@ -109,14 +131,20 @@ def test_install_is_recorded_for_this_kernel_with_checksums(name):
 @pytest.mark.parametrize("name", sorted(UBUNTU))
 def test_vendor_repository_is_signed_and_eadm_comes_from_it(name):
     host = node(name)
-    assert host.file("/etc/apt/keyrings/erdma.asc").content_string.startswith("-----BEGIN PGP PUBLIC KEY BLOCK-----")
+    key = host.file("/etc/apt/keyrings/erdma.asc").content_string
+    assert key.startswith("-----BEGIN PGP PUBLIC KEY BLOCK-----")
+    # The keyring holds exactly the mirror's key, the one the scenario pinned.
+    standin = os.path.join(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"], "standin-mirror")
+    with open(os.path.join(standin, "erdma", "GPGKEY")) as served:
+        assert key == served.read()
     source = host.file("/etc/apt/sources.list.d/erdma.list").content_string
     assert "Ansible managed" in source
-    assert (f"deb [signed-by=/etc/apt/keyrings/erdma.asc] http://drv-mirror:8080/erdma/apt/ubuntu "
-            f"{UBUNTU[name]['codename']}/erdma main") in source.splitlines()
+    assert (f"deb [signed-by=/etc/apt/keyrings/erdma.asc] https://drv-mirror:8443/erdma/apt/ubuntu "
+            f"{UBUNTU[name]['suite']} main") in source.splitlines()
     assert host.package("eadm").is_installed
     assert "STAND-IN" in host.check_output("eadm")
-    assert "drv-mirror:8080/erdma/apt/ubuntu" in host.check_output("apt-cache policy eadm")
+    # apt fetched it over HTTPS, verifying the mirror's certificate against the CA the node trusts.
+    assert "https://drv-mirror:8443/erdma/apt/ubuntu" in host.check_output("apt-cache policy eadm")
 
 
 @pytest.mark.parametrize("name", RDMA_NODES)
