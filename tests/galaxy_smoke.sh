@@ -51,7 +51,11 @@ grep -q "/build/erdma-pd/erdma-pd-$version.tar.gz" "$root/ee/requirements.yml" |
   echo "ee/requirements.yml does not install erdma-pd-$version.tar.gz: update it with galaxy.yml's version" >&2; exit 1; }
 ansible-builder create -f "$root/execution-environment.yml" -c "$work/ee" > /dev/null
 grep -q "ansible-galaxy collection install" "$work/ee/Containerfile"
-test -f "$work/ee/_build/erdma-pd/requirements.yml"
+test -f "$work/ee/_build/requirements.yml" && test -x "$work/ee/_build/erdma-pd/apt-as-dnf"
+# No registry host in the definition: the base image is a short name or EE_BASE_IMAGE at build time.
+if grep -E '^ +name: +[^ /]+\.[^ /]+/' "$root/execution-environment.yml"; then
+  echo "execution-environment.yml names a registry host: use a short name or --build-arg EE_BASE_IMAGE" >&2; exit 1
+fi
 echo "execution environment: ansible-builder create ok ($(grep -c '^RUN' "$work/ee/Containerfile") RUN steps)"
 
 # The installed collection's playbooks are reachable by their FQCN.
