@@ -84,11 +84,14 @@ def test_the_overview_covers_what_the_issue_asks_for():
 
 
 def test_proxy_and_erdma_names_in_the_dashboard_are_the_ones_the_code_writes():
-    harness = load(ROOT / "tests" / "unit" / "proxy" / "pd_proxy_harness.py", "pd_proxy_harness")
-    metrics = harness.pd_proxy.Metrics()
+    sys.path.insert(0, str(ROOT / "roles" / "pd_proxy" / "files" / "erdma-pd-proxy"))
+    from erdma_pd_proxy.backends import Pool  # pylint: disable=import-outside-toplevel,import-error
+    from erdma_pd_proxy.metrics import Metrics  # pylint: disable=import-outside-toplevel,import-error
+    metrics = Metrics([Pool("decode", ["http://192.0.2.1:7200"], "round_robin")])
     metrics.count_error("prefill", "timeout")
     metrics.count_request("/v1/completions", 200)
-    proxy_text = metrics.render([harness.pd_proxy.Pool("decode", ["http://192.0.2.1:7200"], "round_robin")])
+    metrics.retries.inc()
+    proxy_text = metrics.render().decode()
     written = set(re.findall(r"^([a-z_:]+)(?:\{| )", proxy_text, re.M))
     written |= {name for name, _kind, _help in load(TEXTFILE_FILE, "erdma_textfile").HELP.values()}
     written.add("erdma_textfile_last_run_timestamp_seconds")

@@ -14,7 +14,7 @@ import yaml
 
 PLAYBOOKS = pathlib.Path(__file__).resolve().parents[3] / "playbooks"
 # Playbooks whose plays install packages, write system files or manage services on the hosts.
-CHANGING = ["driver.yml", "mooncake.yml", "proxy.yml", "vllm_pd.yml"]
+CHANGING = ["driver.yml", "mooncake.yml", "proxy.yml", "vllm_pd.yml", "monitoring.yml", "bench.yml"]
 
 
 def plays(name):
