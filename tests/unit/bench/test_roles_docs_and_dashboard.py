@@ -33,8 +33,8 @@ def readme_rows(role):
 def shown(value):
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, str):
-        return '`""`' if value == "" else f"`{value}`"
+    if isinstance(value, str):  # a multi-line default is shown on one line
+        return '`""`' if value == "" else f"`{' '.join(value.split())}`"
     return f"`{json.dumps(value)}`"
 
 
