@@ -204,3 +204,17 @@ def test_decode_down_gives_503_then_the_proxy_recovers(host, proxy, engines, api
     loaded = (metric(http("GET", engines["decode"] + "/metrics")[1], "vllm:external_prefix_cache_hits_total")
               - metric(d_before, "vllm:external_prefix_cache_hits_total"))
     print(f"after its lone restart, D loaded {loaded:.0f} prompt tokens from Mooncake")
+
+
+def exposure(node, unit):
+    out = subprocess.run(["podman", "exec", node, "systemd-analyze", "security", "--no-pager", unit],
+                         capture_output=True, text=True, check=True, timeout=60).stdout
+    return float(out.strip().splitlines()[-1].split(":")[1].split()[0])
+
+
+@pytest.mark.parametrize("node,unit", [("e2e-master", "pd-proxy"), ("e2e-master", "mooncake-master"),
+                                       ("e2e-prefill", "vllm-pd-prefill"), ("e2e-decode", "vllm-pd-decode")])
+def test_exposure_score_of_each_service_in_the_lab(node, unit):
+    """systemd-analyze security on the lab nodes: no seccomp-based options in an unprivileged container (the
+    real-host scores are checked offline in tests/unit/plugins/plugin_utils/test_systemd_unit.py)."""
+    assert exposure(node, unit) <= 6.0
