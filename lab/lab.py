@@ -311,7 +311,8 @@ def wait_for_systemd(name, timeout=90):
 
 def ensure_node(name, image, ip):
     ref = image_ref(image)
-    wanted = f"{recipe_hash(image)}-{ip}"
+    # The run options are part of what a node must match (a node from before NET_ADMIN is recreated).
+    wanted = f"{recipe_hash(image)}-{ip}-netadmin"
     state = node_state(name)
     if state and state[0] == "running" and state[-1] == wanted:
         say(f"node {name} ({ip}, {image}) is up")
@@ -324,6 +325,8 @@ def ensure_node(name, image, ip):
                "--label", f"{RECIPE_LABEL}={wanted}",
                # vLLM's multiprocess queues need more than podman's 64 MiB of /dev/shm.
                "--shm-size", "1g",
+               # The Mooncake master's nftables allow-list (on by default); the node's own netns only.
+               "--cap-add", "NET_ADMIN",
                "--tmpfs", "/tmp", "--tmpfs", "/run", "--tmpfs", "/run/lock",
                ref, "/sbin/init", capture=True)
         say(f"{name}: systemd {wait_for_systemd(name)}")
