@@ -1,5 +1,6 @@
 """The Mooncake master after converge, idempotence and the fault test (testinfra, podman connection)."""
 import json
+import re
 
 import pytest
 import testinfra
@@ -134,7 +135,8 @@ def _address_of(host):
 
 def test_firewall_allow_list_holds_the_clients_and_loopback_only(master):
     rules = master.check_output("nft list table inet erdma_pd_mooncake")
-    allowed = rules.split("set allowed_ipv4")[1].split("}")[1]
+    elements = re.search(r"set allowed_ipv4 \{.*?elements = \{([^}]*)\}", rules, re.S).group(1)
+    allowed = {element.strip().removesuffix("/32") for element in elements.split(",")}
     for client in CLIENTS:
         assert _address_of(testinfra.get_host(f"podman://{client}")) in allowed, client
     assert "127.0.0.0/8" in allowed
