@@ -10,7 +10,7 @@ import socket
 
 import pytest
 
-from bad_inventories import CASES, NODES, assert_refused, run, write_inventory
+from bad_inventories import CASES, assert_refused, run, write_inventory
 
 
 def this_machine_address():
@@ -38,9 +38,10 @@ def inventory(path, bad_all=None, bad_hosts=None):
 def refusals(tmp_path_factory):
     """site.yml --check with every bad inventory, three at a time."""
     with concurrent.futures.ThreadPoolExecutor(max_workers=3) as pool:
-        futures = dict((case, pool.submit(run, "site.yml", inventory(tmp_path_factory.mktemp("inv"), bad_all,
-                                                                         bad_hosts), "--check"))
-                       for case, bad_all, bad_hosts, _words in CASES)
+        futures = {}
+        for case, bad_all, bad_hosts, _words in CASES:
+            path = inventory(tmp_path_factory.mktemp("inv"), bad_all, bad_hosts)
+            futures[case] = pool.submit(run, "site.yml", path, "--check")
         return dict((case, future.result()) for case, future in futures.items())
 
 
