@@ -63,6 +63,10 @@ printf 'localhost ansible_connection=local\n' > "$work/hosts"
 ansible-playbook erdma.pd.site -i "$work/hosts" --syntax-check > /dev/null
 echo "ansible-playbook erdma.pd.site --syntax-check: ok"
 
+# The AWX definitions (awx.awx comes with the ansible package of the control venv).
+(cd "$root" && ANSIBLE_CONFIG="$root/ansible.cfg" ansible-playbook --syntax-check extensions/awx/controller.yml > /dev/null)
+echo "ansible-playbook extensions/awx/controller.yml --syntax-check: ok"
+
 # The changelog: fragments lint clean, and CHANGELOG.md is what antsibull-changelog generates.
 cd "$root"
 antsibull-changelog lint

@@ -3,6 +3,7 @@
 Every survey question sets a role variable: its AWX type, choices and default must say what the role's
 meta/argument_specs.yml says, so the two cannot drift. The surveys and the workflow are rendered by
 Ansible itself (the same templating the controller playbook uses), for every target file.
+The controller playbook's syntax check needs awx.awx: tests/galaxy_smoke.sh runs it in the control venv.
 """
 import json
 import os
@@ -156,8 +157,3 @@ def test_workflow_asks_for_approval_before_the_driver_and_chains_every_stage():
     assert chain == TEMPLATES["erdma_pd_awx_workflow_stages"]
     assert set(chain) == set(TEMPLATES["erdma_pd_awx_job_templates"])
 
-
-def test_controller_playbook_passes_syntax_check():
-    proc = subprocess.run([ansible_bin("ansible-playbook"), "--syntax-check", str(AWX / "controller.yml")],
-                          capture_output=True, text=True, check=False)
-    assert proc.returncode == 0, proc.stdout + proc.stderr

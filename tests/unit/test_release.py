@@ -49,3 +49,16 @@ def test_execution_environment_installs_this_version():
     wanted = f"erdma-pd-{galaxy_version()}.tar.gz"
     sources = [c.get("source", "") for c in load("ee", "requirements.yml")["collections"]]
     assert any(source.endswith(wanted) for source in sources), f"ee/requirements.yml does not install {wanted}"
+
+
+def test_claimed_ansible_core_is_the_tested_one():
+    """meta/runtime.yml claims no ansible-core older than the one every test runs on."""
+    import importlib.metadata  # pylint: disable=import-outside-toplevel
+
+    claim = load("meta", "runtime.yml")["requires_ansible"]
+    lowest = re.fullmatch(r">=(\d+\.\d+)\.0", claim)
+    assert lowest, f"meta/runtime.yml: expected '>=X.Y.0', found {claim!r}"
+    tested = ".".join(importlib.metadata.version("ansible-core").split(".")[:2])
+    assert lowest.group(1) == tested, f"meta/runtime.yml claims {claim} but the tests run ansible-core {tested}"
+    definition = load("execution-environment.yml")
+    assert definition["dependencies"]["ansible_core"]["package_pip"].startswith(f"ansible-core=={tested}.")
