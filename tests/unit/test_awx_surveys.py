@@ -156,4 +156,3 @@ def test_workflow_asks_for_approval_before_the_driver_and_chains_every_stage():
         node = by_id[following[0]["identifier"]]
     assert chain == TEMPLATES["erdma_pd_awx_workflow_stages"]
     assert set(chain) == set(TEMPLATES["erdma_pd_awx_job_templates"])
-
