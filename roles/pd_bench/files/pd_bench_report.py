@@ -33,6 +33,9 @@ PROXY_HISTOGRAMS = {
     "ttft": "pd_proxy_ttft_seconds",
     "decode": "pd_proxy_decode_seconds",
 }
+# vLLM's MooncakeStoreConnector times every store call (operation save_exists, save_put, load_get, ...).
+STORE_OPERATION = "vllm:mooncake_store_operation_time_seconds"
+STORE_BYTES = "vllm:mooncake_store_operation_bytes_total"
 _SAMPLE = re.compile(r"^([A-Za-z_:][\w:]*)(\{[^}]*\})?\s+([-+0-9.eEinfaINFA]+)(?:\s+\d+)?$")
 
 
@@ -102,9 +105,31 @@ def delta(series, source_prefix, name, labels_like=""):
     return increase
 
 
-def histogram_mean_ms(series, source_prefix, histogram):
-    count = delta(series, source_prefix, histogram + "_count")
-    return 1000.0 * delta(series, source_prefix, histogram + "_sum") / count if count > 0 else None
+def histogram_mean_ms(series, source_prefix, histogram, labels_like=""):
+    count = delta(series, source_prefix, histogram + "_count", labels_like)
+    return 1000.0 * delta(series, source_prefix, histogram + "_sum", labels_like) / count if count > 0 else None
+
+
+def store_operations(series):
+    """The KV connector's store calls over the series, per engine role and operation:
+    [{role, operation, count, mean_ms, bytes}] (empty when the engines expose no such metric)."""
+    found = []
+    for role in ("prefill", "decode"):
+        operations = set()
+        for source, samples in series["after"].items():
+            if source.startswith(role):
+                for labels, _value in samples.get(STORE_OPERATION + "_count", []):
+                    match = re.search(r'operation="([^"]+)"', labels)
+                    if match:
+                        operations.add(match.group(1))
+        for operation in sorted(operations):
+            label = f'operation="{operation}"'
+            count = delta(series, role, STORE_OPERATION + "_count", label)
+            if count > 0:
+                found.append({"role": role, "operation": operation, "count": int(count),
+                              "mean_ms": round(histogram_mean_ms(series, role, STORE_OPERATION, label), 3),
+                              "bytes": int(delta(series, role, STORE_BYTES, label))})
+    return found
 
 
 def success_rate(result):
@@ -174,6 +199,7 @@ def summarise(run, series):
         "total_token_throughput": result.get("total_token_throughput"),
         "kv_hit_ratio": kv_hit_ratio(series),
         "ttft_breakdown_ms": ttft_breakdown(series),
+        "store_operations": store_operations(series),
     }
     for latency in LATENCIES:
         row[f"mean_{latency}_ms"] = result.get(f"mean_{latency}_ms")
@@ -344,6 +370,16 @@ def markdown(runs, rows, made, misses, slo):
         for r in broken:
             parts = ", ".join(f"{name} {value:.1f}" for name, value in r["ttft_breakdown_ms"])
             out.append(f"- {r['run']} {r['series']}: client mean TTFT {fmt(r['mean_ttft_ms'])} = {parts}")
+        out.append("")
+    stored = [r for r in rows if r["store_operations"]]
+    if stored:
+        out += ["## KV store calls (MooncakeStoreConnector)", "",
+                "Every call of the engines' KV connector to Mooncake over the series: P saves (save_*), D loads "
+                "(load_*). A call may overlap the engine's compute, so these are not added to the breakdown.", "",
+                "| run | series | engine | operation | calls | mean ms | bytes |", "|---|---|---|---|---:|---:|---:|"]
+        for r in stored:
+            out += [f"| {r['run']} | {r['series']} | {op['role']} | {op['operation']} | {op['count']} | "
+                    f"{op['mean_ms']:.2f} | {op['bytes']} |" for op in r["store_operations"]]
         out.append("")
     out += ["## Charts", ""] + [f"![{caption}]({name})\n\n{caption}\n" for name, caption in made]
     out += ["## SLO", ""]

@@ -55,9 +55,14 @@ def pd_metrics(scale):
         "proxy": histogram("pd_proxy_prefill_seconds", 0.060 * n, n) + histogram("pd_proxy_ttft_seconds", 0.100 * n, n)
         + 'pd_proxy_requests_total{endpoint="/v1/completions",status="200"} %d\n' % n,
         "prefill-p1": histogram("vllm:request_queue_time_seconds", 0.010 * n, n)
-        + histogram("vllm:request_prefill_time_seconds", 0.030 * n, n),
+        + histogram("vllm:request_prefill_time_seconds", 0.030 * n, n)
+        + histogram("vllm:mooncake_store_operation_time_seconds", 0.004 * n, n,
+                    'engine="0",operation="save_put",status="ok"')
+        + 'vllm:mooncake_store_operation_bytes_total{engine="0",operation="save_put",status="ok"} %d\n' % (4096 * n),
         "decode-d1": histogram("vllm:request_queue_time_seconds", 0.005 * n, n)
         + histogram("vllm:request_prefill_time_seconds", 0.020 * n, n)
+        + histogram("vllm:mooncake_store_operation_time_seconds", 0.006 * n, n,
+                    'engine="0",operation="load_get",status="ok"')
         + "vllm:external_prefix_cache_hits_total %d\n" % (192 * n)
         + "vllm:external_prefix_cache_queries_total %d\n" % (200 * n)
         + 'vllm:prompt_tokens_total{model_name="tiny"} %d\n' % (200 * n),
@@ -100,6 +105,10 @@ def test_numbers_come_from_the_result_and_the_metric_increases(run_dir):
     assert pd["success_rate"] == 1.0 and base["success_rate"] == pytest.approx(23 / 24)
     assert pd["kv_hit_ratio"] == pytest.approx(192 / 200)
     assert base["kv_hit_ratio"] is None  # no KV counters scraped for it
+    assert pd["store_operations"] == [
+        {"role": "prefill", "operation": "save_put", "count": 24, "mean_ms": 4.0, "bytes": 98304},
+        {"role": "decode", "operation": "load_get", "count": 24, "mean_ms": 6.0, "bytes": 0}]
+    assert base["store_operations"] == []
     parts = dict(pd["ttft_breakdown_ms"])
     # 120 ms at the client = P queue 10 + P prefill 30 + P rest 20 + D queue 5 + D prefill 20 + D rest 15 + 20.
     assert parts == pytest.approx({"P queue": 10, "P prefill + KV save": 30, "P HTTP/tokenize/proxy": 20,
@@ -116,6 +125,7 @@ def test_report_md_holds_the_numbers_and_the_pd_to_baseline_ratios(run_dir):
     assert "| lab run | pd-c4 | pd | 4 | 24 | 1.0000 | 12.00 | 192.00 | 120.00 | 110.00 | 180.00 | 250.00 |" in text
     assert "| lab run | 4 | 3.00x | 2.78x | 0.60x |" in text  # 120/40, 250/90, 192/320
     assert "CPU lab" in text and "No SLO given." in text
+    assert "| lab run | pd-c4 | prefill | save_put | 24 | 4.00 | 98304 |" in text
     for name in ("latency.png", "throughput.png", "success_kv.png", "ttft_breakdown.png"):
         assert f"]({name})" in text
 

@@ -44,8 +44,13 @@ def test_defaults_equal_argument_specs(role):
     specified = options(role)
     assert sorted(defaults) == sorted(specified)
     for name, value in defaults.items():
-        assert specified[name].get("default") == value, name
         assert name.startswith(role + "_") and specified[name].get("description"), name
+        if specified[name].get("no_log"):
+            # Ansible prints a failed role's argument spec with its defaults templated: a secret's
+            # default (a lookup of the key) must not be in the spec.
+            assert "default" not in specified[name], name
+            continue
+        assert specified[name].get("default") == value, name
 
 
 @pytest.mark.parametrize("role", ROLES)
@@ -54,7 +59,8 @@ def test_readme_table_equals_argument_specs(role):
     assert sorted(rows) == sorted(specified)
     for name, option in specified.items():
         assert rows[name]["type"].startswith(option["type"]), name
-        assert rows[name]["default"] == shown(option.get("default")), name
+        if "default" in option:
+            assert rows[name]["default"] == shown(option["default"]), name
 
 
 def dashboard():
