@@ -293,13 +293,20 @@ CHECKS = {
     "pd_proxy_install_dir": (_always(path), "use an absolute directory"),
     "pd_proxy_venv_path": (_always(path), "use an absolute directory"),
     "pd_proxy_config_dir": (_always(path), "use an absolute directory"),
-    # verify stage
-    "verify_bw_fraction": (_always(ratio), "give a fraction such as 0.8"),
-    "verify_perftest_port": (_always(port), "pick a free port (perftest's default: 18515)"),
-    "verify_perftest_qps": (_always(count, 1, 1024), "give a queue-pair count"),
-    "verify_perftest_duration": (_always(duration, 3600), "give seconds"),
-    "verify_perftest_timeout": (_always(duration, 3600), "give seconds"),
-    "verify_rdma_devices": (_always(devices), "list the devices `ibv_devices` shows (e.g. [erdma_0])"),
+    # verify stage (role rdma_verify)
+    "rdma_verify_bw_fraction": (_always(ratio), "give a fraction such as 0.8"),
+    "rdma_verify_lat_max_us": (_always(duration, 1000000, "us", -1), "give microseconds, or 0 for no threshold"),
+    "rdma_verify_bw_port": (_always(port), "pick a free port (perftest's default: 18515)"),
+    "rdma_verify_lat_port": (_always(port), "pick a free port other than rdma_verify_bw_port (e.g. 18516)"),
+    "rdma_verify_bw_qps": (_always(count, 1, 1024), "give a queue-pair count"),
+    "rdma_verify_bw_duration": (_always(duration, 3600), "give seconds"),
+    "rdma_verify_lat_iterations": (_always(count, 1, 1000000), "give iterations per message size"),
+    "rdma_verify_perftest_timeout": (_always(duration, 3600), "give seconds"),
+    "rdma_verify_server_start_delay": (_always(count, 0, 60), "give seconds"),
+    "rdma_verify_max_rounds": (_always(count, 0), "give 0 (every round) or the number of rounds to sample"),
+    "rdma_verify_devices": (
+        lambda v, vals: devices(v, required=bool(vals.get("rdma_verify_nic_expected", True))),
+        "list the devices `ibv_devices` shows (e.g. [erdma_0]) in rdma_device_names, or set rdma_nic_expected: false"),
 }
 
 
@@ -330,7 +337,8 @@ LISTENERS = (
     ("prefill", "vllm_pd_port", "vllm_pd_bind_address"),
     ("decode", "vllm_pd_port", "vllm_pd_bind_address"),
     ("proxy", "pd_proxy_port", "pd_proxy_bind_address"),
-    ("decode", "verify_perftest_port", None),
+    ("decode", "rdma_verify_bw_port", None),
+    ("decode", "rdma_verify_lat_port", None),
 )
 
 
@@ -454,15 +462,25 @@ def guard_settings(values, stage):
     }
 
 
+# The verify stage applies these once to the whole fleet (the report's thresholds, the plan) or
+# needs them equal on both ends of a link (the perftest ports and options).
+FLEET_WIDE_VERIFY_SETTINGS = (
+    "rdma_verify_bw_fraction", "rdma_verify_lat_metric", "rdma_verify_lat_max_us", "rdma_verify_measure",
+    "rdma_verify_max_rounds", "rdma_verify_bw_port", "rdma_verify_lat_port", "rdma_verify_bw_qps",
+    "rdma_verify_bw_duration", "rdma_verify_lat_iterations", "rdma_verify_bw_rdma_cm", "rdma_verify_lat_rdma_cm",
+)
+
+
 def agreement_problems(hosts, groups):
     """Settings read from one host for the whole fleet must be the same on every host."""
     problems = []
-    rdma = sorted(h for h in hosts if h in groups.get("rdma", []) and "verify_bw_fraction" in hosts[h])
-    fractions = dict((h, hosts[h]["verify_bw_fraction"]) for h in rdma)
-    if len(set(str(v) for v in fractions.values())) > 1:
-        problems.append("verify_bw_fraction differs between the rdma hosts (%s): the link report applies one "
-                        "threshold. Fix: set it once in group_vars/all."
-                        % ", ".join("%s on %s" % (v, h) for h, v in sorted(fractions.items())))
+    measured = groups.get("rdma", []) + groups.get("prefill", []) + groups.get("decode", [])
+    for name in FLEET_WIDE_VERIFY_SETTINGS:
+        values = dict((h, hosts[h][name]) for h in sorted(hosts) if h in measured and name in hosts[h])
+        if len(set(str(v) for v in values.values())) > 1:
+            problems.append("%s differs between the rdma hosts (%s): the verify stage applies one value to every "
+                            "link. Fix: set it once in group_vars/all."
+                            % (name, ", ".join("%s on %s" % (v, h) for h, v in sorted(values.items()))))
     return problems
 
 

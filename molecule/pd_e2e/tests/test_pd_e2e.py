@@ -218,3 +218,21 @@ def test_exposure_score_of_each_service_in_the_lab(node, unit):
     """systemd-analyze security on the lab nodes: no seccomp-based options in an unprivileged container (the
     real-host scores are checked offline in tests/unit/plugins/plugin_utils/test_systemd_unit.py)."""
     assert exposure(node, unit) <= 6.0
+
+
+def test_acceptance_report_passes_with_the_pd_path_and_its_kv_hits():
+    """playbooks/acceptance.yml (side effect): one report of the whole fleet, here without RDMA hardware."""
+    directory = pathlib.Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "acceptance"
+    report = json.loads((directory / "acceptance.json").read_text())
+    assert report["passed"] and report["problems"] == [], report["problems"]
+    assert sorted(e["stage"] for e in report["engines"]) == ["decode", "prefill"]
+    assert all(e["ready"] for e in report["engines"])
+    assert report["store"]["ok"] and report["store"]["protocol"] == "tcp"
+    assert report["completion"]["status"] == 200 and report["completion"]["external_hits"] > 0
+    # No NIC in the lab: every engine host is reported, none expected to have RDMA, the link not measured.
+    verify = report["verify"]
+    assert sorted(h["host"] for h in verify["hosts"]) == ["e2e-decode", "e2e-prefill"]
+    links = [(link["client"], link["server"], link["result"]) for link in verify["links"]]
+    assert links == [("e2e-prefill", "e2e-decode", "skipped")]
+    markdown = (directory / "acceptance.md").read_text()
+    assert "**PASSED**" in markdown and "## Links (prefill -> decode)" in markdown

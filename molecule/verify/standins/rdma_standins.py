@@ -1,6 +1,6 @@
 # Copyright: (c) 2026, erdma.pd maintainers
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""STAND-INS for ibv_devinfo, ib_write_bw and eadm on the nodes of the molecule scenario verify.
+"""STAND-INS for ibv_devinfo, ib_write_bw, ib_write_lat and eadm on the nodes of the molecule scenario verify.
 
 No RDMA NIC can exist in a container. The scenario's nodes get this file and, on PATH, the wrapper
 `rdma_standin` under the tools' names; the wrapper runs `python3 rdma_standins.py TOOL ARGS...`.
@@ -12,18 +12,22 @@ tests/unit/fixtures (see their SOURCES.md), chosen by /etc/erdma-pd-standins/rep
      "ibv_devinfo -v": "ibv_devinfo/erdma_guide_verbose.txt",
      "ib_write_bw client": "perftest/....txt",     what the client prints once connected
      "ib_write_bw server": "perftest/....txt",     what the server prints (banner first, rest after)
+     "ib_write_lat client": "perftest/....txt",    the same for the latency tool
+     "ib_write_lat server": "perftest/....txt",
      "ib_write_bw no device": "perftest/ib_write_bw_no_device_debian12.txt",
      "eadm ver": "eadm/ver_exporter_quote.txt",
      "eadm stat": "eadm/stat_exporter_quote.txt"}
 
 The recordings live in /usr/local/share/erdma-pd-standins/recordings/ under their fixture paths.
 
-What the stand-in ib_write_bw does like the real one (perftest's TCP exchange of connection data):
+What the stand-in ib_write_bw and ib_write_lat do like the real ones (perftest's TCP exchange of connection data):
 the server listens on the TCP port (-p, default 18515), prints the recording's "Waiting for client to
 connect" banner and blocks until a client connects, however long that takes: only its timeout (the
 module's coreutils `timeout`) ends a server that no client reaches. The client connects to SERVER:PORT
 and fails with perftest's messages when nothing listens there. Both then exchange a line, run for -D
-seconds and print their recording. A device that the recordings do not show fails as the recorded
+seconds (ib_write_lat: a fixed 0.3 s, short on purpose; a real `-a -n 1000` sweep takes seconds) and
+print their recording.
+ib_write_lat refuses -q as perftest does. A device that the recordings do not show fails as the recorded
 no-device run does. Every call is logged (argv, role, outcome) to /var/log/erdma-pd-standins/TOOL.log.
 """
 
@@ -37,10 +41,13 @@ import socket
 import sys
 import time
 
-CONFIG = "/etc/erdma-pd-standins/replay.json"
-RECORDINGS = "/usr/local/share/erdma-pd-standins/recordings"
-LOG_DIR = "/var/log/erdma-pd-standins"
+# ERDMA_PD_STANDINS_ROOT moves every path under another directory (to try the stand-ins without a container).
+ROOT = os.environ.get("ERDMA_PD_STANDINS_ROOT", "/")
+CONFIG = os.path.join(ROOT, "etc/erdma-pd-standins/replay.json")
+RECORDINGS = os.path.join(ROOT, "usr/local/share/erdma-pd-standins/recordings")
+LOG_DIR = os.path.join(ROOT, "var/log/erdma-pd-standins")
 DEFAULT_PORT = 18515  # perftest's default TCP port for the connection-data exchange
+LATENCY_SWEEP_SECONDS = 0.3
 
 # perftest options that take a value (the rest are flags); the last other word is the server.
 VALUED = {
@@ -132,19 +139,24 @@ def split_banner(text):
     return "", text
 
 
-def ib_write_bw(args):
+def perftest(tool, args):
+    """ib_write_bw and ib_write_lat: the TCP exchange for real, the numbers from a recording."""
     options, server = perftest_options(args)
     role = "client" if server else "server"
     port = int(options.get("port") or DEFAULT_PORT)
-    duration = int(options.get("duration") or 0)
-    log("ib_write_bw", argv=args, role=role, event="start")
+    # -D seconds of traffic; a latency sweep (-a -n N) of a real link ends in well under a second.
+    duration = float(options.get("duration") or LATENCY_SWEEP_SECONDS)
+    if tool.endswith("_lat") and options.get("qps"):
+        out(" Multiple QPs only available on bw tests", sys.stderr)  # perftest_parameters.c
+        return 1
+    log(tool, argv=args, role=role, event="start")
     device = options.get("device")
     if device is not None and device not in config()["devices"]:
         out(recording("ib_write_bw no device"), sys.stderr)
-        log("ib_write_bw", role=role, event="no device", device=device)
+        log(tool, role=role, event="no device", device=device)
         return 1
     if role == "server":
-        banner, rest = split_banner(recording("ib_write_bw server"))
+        banner, rest = split_banner(recording(tool + " server"))
         listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
@@ -155,7 +167,7 @@ def ib_write_bw(args):
         listener.listen(1)
         out(banner)
         peer, address = listener.accept()  # no deadline of its own, as perftest's server
-        log("ib_write_bw", role=role, event="client connected", peer=address[0])
+        log(tool, role=role, event="client connected", peer=address[0])
         peer.sendall(b"standin-server\n")
         peer.recv(64)
         time.sleep(duration)
@@ -169,18 +181,23 @@ def ib_write_bw(args):
             out("Couldn't connect to %s:%d" % (server, port), sys.stderr)
             out(" Unable to open file descriptor for socket connection Unable to init the socket connection",
                 sys.stderr)
-            log("ib_write_bw", role=role, event="connect failed", error=str(error))
+            log(tool, role=role, event="connect failed", error=str(error))
             return 1
         peer.recv(64)
         peer.sendall(b"standin-client\n")
         time.sleep(duration)
         peer.close()
-        out(recording("ib_write_bw client"))
-    log("ib_write_bw", role=role, event="done")
+        out(recording(tool + " client"))
+    log(tool, role=role, event="done")
     return 0
 
 
-TOOLS = {"ibv_devinfo": ibv_devinfo, "ib_write_bw": ib_write_bw, "eadm": eadm}
+TOOLS = {
+    "ibv_devinfo": ibv_devinfo,
+    "ib_write_bw": lambda args: perftest("ib_write_bw", args),
+    "ib_write_lat": lambda args: perftest("ib_write_lat", args),
+    "eadm": eadm,
+}
 
 
 def main(argv):
