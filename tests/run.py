@@ -72,7 +72,13 @@ def checkout_collections_env():
     """The checkout as erdma.pd for tools that syntax-check playbooks outside site.yml's and playbooks/'s
     directories (molecule scenarios): ansible.cfg leaves collections/ out of collections_path on purpose."""
     env = venv_env()
-    env["ANSIBLE_COLLECTIONS_PATH"] = f"{ROOT / 'collections'}:~/.ansible/collections:/usr/share/ansible/collections"
+    env["ANSIBLE_COLLECTIONS_PATH"] = str(ROOT / "collections")
+    # ansible-lint puts ~/.ansible/collections before every other path: an erdma.pd installed there (the
+    # README's `ansible-galaxy collection install`) would shadow the checkout. A home of its own keeps
+    # the lint on this checkout.
+    home = ROOT / ".cache" / "lint-home"
+    home.mkdir(parents=True, exist_ok=True)
+    env["HOME"] = str(home)
     return env
 
 
