@@ -59,7 +59,7 @@ def write_release(dist, gpg_env):
     binary = dist / "main" / "binary-amd64"
     lines = ["Origin: erdma.pd stand-in", "Label: erdma.pd stand-in", "Suite: %s" % SUITE,
              "Codename: %s" % SUITE, "Date: %s" % email.utils.formatdate(time.time() - 3600, usegmt=True),
-             "Architectures: amd64 all", "Components: main",
+             "Architectures: amd64", "Components: main",
              "Description: STAND-IN eRDMA vendor repository (erdma.pd molecule scenario vllm_pd_image)", "SHA256:"]
     for path in (binary / "Packages", binary / "Packages.gz"):
         data = path.read_bytes()
