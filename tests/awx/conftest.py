@@ -84,7 +84,7 @@ def awx_vars(name):
 def report_vars(tree):
     """The report locations every AWX job template sets (extensions/awx/vars/templates.yml)."""
     base = tree["erdma_pd_awx_report_dir"]
-    return {"verify_report_dir": f"{base}/verify", "pd_bench_results_dir": f"{base}/bench"}
+    return {"rdma_verify_report_dir": f"{base}/verify", "pd_bench_results_dir": f"{base}/bench"}
 
 
 @pytest.fixture(scope="session")
