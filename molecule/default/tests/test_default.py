@@ -72,7 +72,10 @@ def test_environment_comes_from_a_root_only_file(host):
 
 
 def test_environment_values_reach_the_process_literally(host):
-    environ = host.check_output(f"tr '\\0' '\\n' < /proc/{_main_pid(host)}/environ").split("\n")
+    # Read as the service's own user: root in the container lacks CAP_SYS_PTRACE, which reading another
+    # user's /proc/PID/environ needs.
+    environ = host.check_output(
+        f"runuser -u erdma-demo -- sh -c \"tr '\\\\0' '\\\\n' < /proc/{_main_pid(host)}/environ\"").split("\n")
     assert f"DEMO_PLAIN={DEMO_PLAIN}" in environ
     assert f"DEMO_TOKEN={DEMO_TOKEN}" in environ
 
