@@ -5,7 +5,7 @@
 
 The proxy's address comes from the inventory (the proxy host's lab_ip, pd_proxy_port); the engines'
 addresses from the proxy itself (GET /health lists its backends); the API key from the environment
-(PD_API_KEY) or the file that the roles generated beside the inventory (credentials/pd_api_key).
+(PD_API_KEY) or the file that the roles generated beside the inventory (credentials/pd_api_key.txt).
 Stdlib only.
 """
 import argparse
@@ -47,7 +47,7 @@ def api_key(inventory):
     """The key clients send (PD_API_KEY, else the one generated beside the inventory), or "" for none."""
     if os.environ.get("PD_API_KEY"):
         return os.environ["PD_API_KEY"]
-    path = ROOT / inventory / "credentials" / "pd_api_key"
+    path = ROOT / inventory / "credentials" / "pd_api_key.txt"
     return path.read_text().split()[0] if path.is_file() else ""
 
 
@@ -141,7 +141,7 @@ def main():
     except urllib.error.HTTPError as exc:
         if exc.code == 401:
             sys.exit(f"demo: the PD proxy wants its API key: set PD_API_KEY or keep the generated key in "
-                     f"{args.inventory}/credentials/pd_api_key")
+                     f"{args.inventory}/credentials/pd_api_key.txt")
         raise
     after = {"p": scrape(p_url), "d": scrape(d_url)}
 

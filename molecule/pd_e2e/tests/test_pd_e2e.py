@@ -53,7 +53,7 @@ def api_key(host):
     assert (env_file.user, env_file.group, env_file.mode) == ("root", "root", 0o600)
     match = re.search(r'^PD_PROXY_API_KEY="?([A-Za-z0-9]+)"?$', env_file.content_string, re.M)
     assert match, "no PD_PROXY_API_KEY in the proxy's environment file"
-    generated = pathlib.Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "inventory" / "credentials" / "pd_api_key"
+    generated = pathlib.Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "inventory" / "credentials" / "pd_api_key.txt"
     assert oct(generated.stat().st_mode & 0o777) == oct(0o600) and oct(generated.parent.stat().st_mode & 0o777) == oct(0o700)
     assert generated.read_text().split()[0] == match.group(1)
     return match.group(1)
