@@ -31,10 +31,6 @@ def engine_args(settings):
     return vllm_pd.engine_args(dict(settings))
 
 
-def systemd_command(argv):
-    return vllm_pd.systemd_command_line(list(argv))
-
-
 def consistency(hosts, require_both_stages=True):
     return vllm_pd.consistency_problems(dict((k, dict(v)) for k, v in dict(hosts).items()),
                                         require_both_stages=bool(require_both_stages))
@@ -85,7 +81,6 @@ class FilterModule(object):
         return {
             "vllm_pd_connector_config": _wrap(connector_config),
             "vllm_pd_engine_args": _wrap(engine_args),
-            "vllm_pd_systemd_command": _wrap(systemd_command),
             "vllm_pd_consistency": _wrap(consistency),
             "vllm_pd_missing_pins": _wrap(missing_pins),
             "vllm_pd_rdma_device_problems": _wrap(rdma_device_problems),

@@ -5,7 +5,7 @@
 
 - the KV-connector configuration of one engine: LMCache's YAML (profile `lmcache_mooncake`) or
   Mooncake's JSON (profile `mooncake_store`), both from the same settings;
-- the `vllm serve` command line of one engine, and its quoting for a systemd unit;
+- the `vllm serve` command line of one engine (quoted for a systemd unit by plugin_utils/systemd_unit);
 - the cross-host consistency guard: what must be identical on every prefill and decode engine, or
   every KV lookup silently misses;
 - which pinned packages a venv still lacks.
@@ -171,18 +171,6 @@ def engine_args(settings):
                                                 separators=(",", ":"))]
     args += [str(a) for a in settings.get("extra_args") or []]
     return args
-
-
-def systemd_quote(arg):
-    """Quote one argument for a systemd ExecStart= line (no specifier or variable expansion)."""
-    arg = str(arg).replace("%", "%%").replace("$", "$$")
-    if arg and re.match(r"^[A-Za-z0-9_@%+=:,./-]+$", arg):
-        return arg
-    return '"%s"' % arg.replace("\\", "\\\\").replace('"', '\\"')
-
-
-def systemd_command_line(argv):
-    return " ".join(systemd_quote(a) for a in argv)
 
 
 # ---------------------------------------------------------------- packages

@@ -86,7 +86,7 @@ def test_every_variable_the_tasks_use_is_specified():
                 used.update(re.findall(r"\bvllm_pd_[a-z0-9_]+", handle.read()))
     # The published fact, the probe script, the filters and the tags are no variables.
     published = {"vllm_pd_engine_url", "vllm_pd_probe", "vllm_pd_consistency", "vllm_pd_connector_config",
-                 "vllm_pd_engine_args", "vllm_pd_systemd_command", "vllm_pd_missing_pins",
+                 "vllm_pd_engine_args", "vllm_pd_missing_pins",
                  "vllm_pd_container_rdma_devices", "vllm_pd_mooncake_transport", "vllm_pd_rdma_device_problems",
                  "vllm_pd_devinfo", "vllm_pd_empty_device_entries", "vllm_pd_uverbs_devices", "vllm_pd_pinned_image",
                  "vllm_pd_gpg_fingerprints", "vllm_pd_fingerprint"}

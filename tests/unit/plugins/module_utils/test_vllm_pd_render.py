@@ -17,6 +17,7 @@ import shlex
 import pytest
 
 from ansible_collections.erdma.pd.plugins.module_utils import vllm_pd
+from ansible_collections.erdma.pd.plugins.plugin_utils import systemd_unit
 
 P_IP = "192.0.2.10"
 D_IP = "192.0.2.20"
@@ -156,17 +157,17 @@ def test_per_host_tuning_reaches_the_command():
 
 def test_systemd_quoting_keeps_json_in_one_argument():
     argv = ["/opt/vllm-pd/venv/bin/vllm"] + vllm_pd.engine_args(guide_settings())
-    line = vllm_pd.systemd_command_line(argv)
+    line = systemd_unit.exec_start(argv, "_common_service_argv")
     assert '"{\\"kv_connector\\":\\"LMCacheConnectorV1\\",\\"kv_role\\":\\"kv_producer\\"}"' in line
     # systemd splits like a POSIX shell for double quotes and backslashes: shlex reads it back.
     assert shlex.split(line) == argv
 
 
 def test_systemd_quoting_escapes_specifiers_and_variables():
-    assert vllm_pd.systemd_quote("50%") == "50%%"
-    assert vllm_pd.systemd_quote("$HOME") == '"$$HOME"'
-    assert vllm_pd.systemd_quote("") == '""'
-    assert vllm_pd.systemd_quote("a b") == '"a b"'
+    assert systemd_unit.quote_argument("50%", "x") == "50%%"
+    assert systemd_unit.quote_argument("$HOME", "x") == '"$$HOME"'
+    assert systemd_unit.quote_argument("", "x") == '""'
+    assert systemd_unit.quote_argument("a b", "x") == '"a b"'
 
 
 @pytest.mark.parametrize("pin,parsed", [
