@@ -8,6 +8,7 @@ A stage fails the run; the summary names the stage and how long each one took.
 Stdlib only: the first stage creates the venv that the others use.
 """
 import argparse
+import collections
 import hashlib
 import os
 import pathlib
@@ -113,13 +114,32 @@ def stage_molecule():
     results = []
     for name in scenarios:
         started = time.monotonic()
-        rc = sh(BIN / "molecule", "test", "-s", name)
-        results.append((name, time.monotonic() - started, rc))
+        rc, tail = sh_keeping_tail(BIN / "molecule", "test", "-s", name)
+        results.append((name, time.monotonic() - started, rc, tail))
         print(f"== molecule {name}: {'ok' if rc == 0 else 'FAILED'} in {results[-1][1]:.0f}s", flush=True)
+    # A CI log is often read from its end: repeat where each failed scenario failed, next to the table.
+    for name, _, rc, tail in results:
+        if rc:
+            failures = [line for line in tail if "fatal:" in line or "FAILED!" in line or "CRITICAL" in line]
+            print(f"\n===== molecule {name} failed (rc={rc}); its failed tasks, then its last lines =====")
+            print("\n".join(failures[-10:] + ["..."] + list(tail)[-40:]), flush=True)
     print("\n===== molecule scenarios =====")
-    for name, seconds, rc in results:
+    for name, seconds, rc, _ in results:
         print(f"{name:<20} {seconds:8.1f}s  {'ok' if rc == 0 else f'FAILED (rc={rc})'}", flush=True)
     return max(result[2] for result in results)
+
+
+def sh_keeping_tail(*cmd, lines=2000):
+    """sh() that also keeps the command's last output lines (stdout and stderr, interleaved)."""
+    print(f"+ {' '.join(str(c) for c in cmd)}", flush=True)
+    tail = collections.deque(maxlen=lines)
+    with subprocess.Popen([str(c) for c in cmd], cwd=ROOT, env=venv_env(), stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True, errors="replace") as proc:
+        for line in proc.stdout:
+            sys.stdout.write(line)
+            tail.append(line.rstrip("\n")[:600])
+    sys.stdout.flush()
+    return proc.returncode, tail
 
 
 def stage_awx():
