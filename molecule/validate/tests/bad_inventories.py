@@ -1,9 +1,8 @@
 """Bad inventories for site.yml's validation play, and how to run and read a refused run.
 
-Shared by tests/integration/test_bad_inventories.py (local-connection hosts, --check) and
-molecule/validate (three bare podman nodes, real runs). Each case is the lab's inventory
-(inventories/lab/group_vars) with one thing wrong, and the words the refusal must contain: the
-host, the variable, the value and the fix.
+Used by test_bad_inventories.py (three bare podman nodes, real runs). Each case is the lab's
+inventory (inventories/lab/group_vars) with one thing wrong, and the words the refusal must
+contain: the host, the variable, the value and the fix.
 """
 import os
 import pathlib
@@ -13,7 +12,7 @@ import subprocess
 
 import yaml
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
+ROOT = pathlib.Path(__file__).resolve().parents[3]
 NODES = ("val-master", "val-prefill", "val-decode")
 VALIDATION_PLAY = "Validate every input before any change"
 
