@@ -17,8 +17,9 @@ import pytest
 # The demo's HTTP and Prometheus helpers: one copy serves `make lab` and this proof.
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[3] / "lab"))
 from demo import http, metric  # noqa: E402  pylint: disable=wrong-import-position
+from lab_names import DECODE, MASTER, PREFILL  # noqa: E402  pylint: disable=wrong-import-position
 
-testinfra_hosts = ["podman://e2e-master"]
+testinfra_hosts = [f"podman://{MASTER}"]
 
 PROXY_PORT = 9000
 WORDS = ("the quick brown fox jumps over a lazy dog while seven wizards quietly judge "
@@ -43,7 +44,7 @@ def wait_for(predicate, timeout, what):
 
 @pytest.fixture(scope="module")
 def proxy():
-    return f"http://{node_ip('e2e-master')}:{PROXY_PORT}"
+    return f"http://{node_ip(MASTER)}:{PROXY_PORT}"
 
 
 @pytest.fixture(scope="module")
@@ -104,7 +105,7 @@ def test_proxy_runs_hardened_on_the_master_address(host):
     assert host.check_output("systemctl show pd-proxy -p MemoryMax") == "MemoryMax=1073741824"
     assert not host.file("/opt/pd-proxy/pd_proxy.py").exists
     local = [line.split()[3] for line in host.check_output(f"ss -Hltn 'sport = :{PROXY_PORT}'").splitlines()]
-    assert local == [f"{node_ip('e2e-master')}:{PROXY_PORT}"]
+    assert local == [f"{node_ip(MASTER)}:{PROXY_PORT}"]
 
 
 def test_prompt_is_prefilled_on_p_and_its_kv_loaded_by_d(host, proxy, engines, api_key):  # pylint: disable=unused-argument
@@ -165,7 +166,7 @@ def test_api_key_is_in_no_log_no_command_line_and_no_world_readable_file(host, a
     text = log.read_text()
     assert "Run the PD proxy" in text and "pd_proxy" in text, "the ansible log of the scenario is not complete"
     assert api_key not in text, "the API key is in the log of the ansible run"
-    for name in ("e2e-master", "e2e-prefill", "e2e-decode"):
+    for name in (MASTER, PREFILL, DECODE):
         node = host.get_host(f"podman://{name}")
         # Files: every file that holds the key must be readable by root alone.
         found = node.run(f"grep -rlF --exclude-dir=venv --exclude-dir=proc -e {api_key} /etc /opt /run /tmp /var/log "
@@ -179,7 +180,7 @@ def test_api_key_is_in_no_log_no_command_line_and_no_world_readable_file(host, a
 
 
 def test_decode_down_gives_503_then_the_proxy_recovers(host, proxy, engines, api_key):
-    decode = host.get_host("podman://e2e-decode")
+    decode = host.get_host(f"podman://{DECODE}")
     unit = decode_unit(decode)
     block = block_size(http("GET", engines["decode"] + "/metrics")[1])
     decode.check_output(f"systemctl stop {unit}")
@@ -212,8 +213,8 @@ def exposure(node, unit):
     return float(out.strip().splitlines()[-1].split(":")[1].split()[0])
 
 
-@pytest.mark.parametrize("node,unit", [("e2e-master", "pd-proxy"), ("e2e-master", "mooncake-master"),
-                                       ("e2e-prefill", "vllm-pd-prefill"), ("e2e-decode", "vllm-pd-decode")])
+@pytest.mark.parametrize("node,unit", [(MASTER, "pd-proxy"), (MASTER, "mooncake-master"),
+                                       (PREFILL, "vllm-pd-prefill"), (DECODE, "vllm-pd-decode")])
 def test_exposure_score_of_each_service_in_the_lab(node, unit):
     """systemd-analyze security on the lab nodes: no seccomp-based options in an unprivileged container (the
     real-host scores are checked offline in tests/unit/plugins/plugin_utils/test_systemd_unit.py)."""
@@ -231,8 +232,8 @@ def test_acceptance_report_passes_with_the_pd_path_and_its_kv_hits():
     assert report["completion"]["status"] == 200 and report["completion"]["external_hits"] > 0
     # No NIC in the lab: every engine host is reported, none expected to have RDMA, the link not measured.
     verify = report["verify"]
-    assert sorted(h["host"] for h in verify["hosts"]) == ["e2e-decode", "e2e-prefill"]
+    assert sorted(h["host"] for h in verify["hosts"]) == sorted([DECODE, PREFILL])
     links = [(link["client"], link["server"], link["result"]) for link in verify["links"]]
-    assert links == [("e2e-prefill", "e2e-decode", "skipped")]
+    assert links == [(PREFILL, DECODE, "skipped")]
     markdown = (directory / "acceptance.md").read_text()
     assert "**PASSED**" in markdown and "## Links (prefill -> decode)" in markdown
