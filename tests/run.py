@@ -118,13 +118,13 @@ def stage_molecule():
         results.append((name, time.monotonic() - started, rc, tail))
         print(f"== molecule {name}: {'ok' if rc == 0 else 'FAILED'} in {results[-1][1]:.0f}s", flush=True)
     # A CI log is often read from its end: repeat where each failed scenario failed, next to the table.
-    for name, _, rc, tail in results:
+    for name, _seconds, rc, tail in results:
         if rc:
             failures = [line for line in tail if "fatal:" in line or "FAILED!" in line or "CRITICAL" in line]
             print(f"\n===== molecule {name} failed (rc={rc}); its failed tasks, then its last lines =====")
             print("\n".join(failures[-10:] + ["..."] + list(tail)[-40:]), flush=True)
     print("\n===== molecule scenarios =====")
-    for name, seconds, rc, _ in results:
+    for name, seconds, rc, _tail in results:
         print(f"{name:<20} {seconds:8.1f}s  {'ok' if rc == 0 else f'FAILED (rc={rc})'}", flush=True)
     return max(result[2] for result in results)
 

@@ -51,6 +51,10 @@ CONSISTENT_KEYS = (
     ("python_hash_seed", "vllm_pd_python_hash_seed", "PYTHONHASHSEED seeds the prefix-cache hash"),
 )
 
+# Settings that only some runtimes have: pins (a venv, or an image built by the role) and the image (the
+# container runtime). A fleet may mix runtimes (venv prefill, container decode).
+_DECLARED_WHERE_USED = ("packages", "image")
+
 _PIN = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?\s*==\s*([^\s;,]+)\s*$")
 _HASH_SEED = re.compile(r"^(0|[1-9][0-9]{0,9})$")
 
@@ -271,7 +275,13 @@ def consistency_problems(hosts, require_both_stages=True):
                             "on every engine, or prefix-cache hashes differ between prefill and decode; set "
                             "vllm_pd_python_hash_seed in group_vars/all" % (name, _show(seed)))
     for key, variable, why in CONSISTENT_KEYS:
-        count, split = _describe_split(hosts, key)
+        compared = hosts
+        if key in _DECLARED_WHERE_USED:
+            # A venv engine has no image and an engine on a ready-made image no pins: each is compared
+            # with the engines that declare the same thing; the versions themselves are compared across
+            # all of them below (what each venv or image holds).
+            compared = dict((name, s) for name, s in hosts.items() if s.get(key))
+        count, split = _describe_split(compared, key)
         if count > 1:
             problems.append("%s differs between the engines: %s. It must be identical on every prefill and "
                             "decode host (%s): set %s once in group_vars/all, not per host."

@@ -83,6 +83,21 @@ async def test_round_robin_spreads_requests_evenly(make_lab):
     for _attempt in range(6):
         assert (await t.post("/v1/completions", PROMPT))[0] == 200
     assert [len(e.received) for e in t.prefill + t.decode] == [3, 3, 3, 3]
+    # The split is visible in the metrics, per backend (what an operator reads to see the balance).
+    _status, metrics = await t.get_text("/metrics")
+    for role, engines in (("prefill", t.prefill), ("decode", t.decode)):
+        for engine in engines:
+            assert f'pd_proxy_backend_requests_total{{backend="{engine.url}",role="{role}"}} 3.0' in metrics
+
+
+async def test_backend_answers_are_counted_per_backend_but_not_a_refused_connection(make_lab):
+    t = await make_lab(n_decode=2, policy="round_robin", health_interval=60)
+    await t.decode[1].server.close()
+    for _attempt in range(3):
+        assert (await t.post("/v1/completions", PROMPT))[0] == 200
+    _status, metrics = await t.get_text("/metrics")
+    assert f'pd_proxy_backend_requests_total{{backend="{t.decode[0].url}",role="decode"}} 3.0' in metrics
+    assert f'pd_proxy_backend_requests_total{{backend="{t.decode[1].url}",role="decode"}}' not in metrics
 
 
 async def test_least_inflight_avoids_the_busy_decode_backend(make_lab):

@@ -117,3 +117,25 @@ def test_a_limited_run_may_lack_a_stage():
     hosts = fleet()
     del hosts["gpu-h20-01"]
     assert vllm_pd.consistency_problems(hosts, require_both_stages=False) == []
+
+
+def test_a_fleet_that_mixes_venv_and_container_engines_compares_what_each_holds():
+    # Venv prefill (pins, no image), a decode on a ready-made image (no pins; its versions read from the
+    # image) and a decode on an image built from the same pins: they agree when the versions do.
+    versions = {"vllm": "0.11.0", "lmcache": "0.3.9", "mooncake-transfer-engine": "0.3.7"}
+    hosts = fleet(gpu_4090_01=dict(image="", installed=versions),
+                  gpu_4090_02=dict(image="", installed=versions),
+                  gpu_h20_01=dict(packages=[], installed=versions))
+    assert vllm_pd.consistency_problems(hosts) == []
+    # The image holds another vLLM than the venvs' pins: found by the versions read from the image.
+    hosts["gpu-h20-01"]["installed"] = dict(versions, vllm="0.10.1.1")
+    problems = vllm_pd.consistency_problems(hosts)
+    assert len(problems) == 1 and problems[0].startswith("installed vllm differs between the engines"), problems
+    assert "gpu-h20-01" in problems[0] and "0.10.1.1" in problems[0]
+
+
+def test_two_container_engines_on_different_images_still_differ_beside_a_venv_engine():
+    hosts = fleet(gpu_4090_01=dict(image=""), gpu_4090_02=dict(image="localhost/other:1"))
+    problems = vllm_pd.consistency_problems(hosts)
+    assert len(problems) == 1 and "vllm_pd_image differs" in problems[0], problems
+    assert "gpu-4090-01" not in problems[0]

@@ -167,6 +167,7 @@ class Proxy:
             async with self.session.post(backend.url + path, json=payload, headers=headers,
                                          timeout=timeout) as resp:
                 data = await resp.read()
+                self.metrics.count_backend_answer(backend)
                 return resp.status, resp.content_type or "application/json", data
         except ConnectionTimeoutError as exc:
             raise BackendDown(f"no connection within {self.config['connect_timeout']}s") from exc
@@ -242,6 +243,7 @@ class Proxy:
             backend.inflight += 1
             try:
                 resp = await self.session.post(backend.url + path, json=payload, headers=headers, timeout=timeout)
+                self.metrics.count_backend_answer(backend)
                 return backend, resp
             except asyncio.TimeoutError as exc:
                 backend.inflight -= 1

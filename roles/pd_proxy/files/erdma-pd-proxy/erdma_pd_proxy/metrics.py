@@ -39,6 +39,10 @@ class Metrics:
         self.errors = Counter(
             "pd_proxy_errors", "Failures by stage (input, limit, prefill, decode, client) and reason.",
             ["stage", "reason"], registry=self.registry)
+        # The split of the traffic between backends (xPyD balancing), counted when a backend answers.
+        self.backend_requests = Counter(
+            "pd_proxy_backend_requests", "Requests each backend answered (any HTTP status), by stage.",
+            ["role", "backend"], registry=self.registry)
         self.retries = Counter(
             "pd_proxy_prefill_retries", "Prefills retried on another prefill backend.", registry=self.registry)
         self.in_progress = Gauge(
@@ -56,6 +60,9 @@ class Metrics:
 
     def count_request(self, endpoint, status):
         self.requests.labels(endpoint, str(status)).inc()
+
+    def count_backend_answer(self, backend):
+        self.backend_requests.labels(backend.role, backend.url).inc()
 
     def count_error(self, stage, reason):
         self.errors.labels(stage, reason).inc()
