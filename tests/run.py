@@ -146,7 +146,7 @@ def stage_awx():
     """erdma.pd as AWX runs it: the EE built with ansible-builder, erdma.pd.site through ansible-runner
     in it against the lab of `lab.py up` (converge, re-run with changed=0), each job template's playbook
     with its survey defaults in --check, and the release tarball's erdma.pd.site in --check."""
-    return sh(BIN / "pytest", "-q", "-p", "no:cacheprovider", "tests/awx")
+    return sh(BIN / "pytest", "-q", "-p", "no:cacheprovider", "--durations=0", "tests/awx")
 
 
 STAGES = {

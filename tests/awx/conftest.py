@@ -5,6 +5,7 @@ Everything here drives podman: run it under the shared lock, e.g.
 """
 import json
 import pathlib
+import secrets
 import shutil
 import subprocess
 import sys
@@ -33,11 +34,24 @@ def podman_exec(node, script):
                           check=False)
 
 
+def lab_is_up():
+    for node in lab_nodes():
+        res = subprocess.run(["podman", "container", "inspect", "--format", "{{.State.Running}}", node],
+                             capture_output=True, text=True, check=False)
+        if res.stdout.strip() != "true":
+            return False
+    return True
+
+
 @pytest.fixture(scope="session")
 def lab():
-    """The lab that `make lab` / `lab.py up` creates (reused when it is up already)."""
+    """The lab that `make lab` / `lab.py up` creates: reused when it is up already (and left up), else
+    brought up for this run and taken down after it (CI runs on a machine that others use next)."""
+    was_up = lab_is_up()
     subprocess.run([sys.executable, str(ROOT / "lab" / "lab.py"), "up"], check=True)
-    return lab_nodes()
+    yield lab_nodes()
+    if not was_up:
+        subprocess.run([sys.executable, str(ROOT / "lab" / "lab.py"), "down"], check=False)
 
 
 @pytest.fixture(scope="session")
@@ -88,18 +102,31 @@ def report_vars(tree):
 
 
 @pytest.fixture(scope="session")
-def private_data_dir(tmp_path_factory, ssh_key):
+def api_key():
+    """The engines' and proxy's API key, as the job templates' "erdma-pd API key" credential holds it."""
+    return secrets.token_hex(24)
+
+
+@pytest.fixture(scope="session")
+def private_data_dir(tmp_path_factory, ssh_key, api_key):
     """A runner private data dir laid out as AWX writes one: inventory, env/extravars, env/envvars,
     env/ssh_key. The inventory is the lab's, with the lab target's AWX group variables (SSH)."""
     def make(extravars=None):
         pdd = tmp_path_factory.mktemp("pdd")
         shutil.copytree(LAB_INVENTORY, pdd / "inventory")
-        group_vars = awx_vars("lab.yml")["erdma_pd_awx_group_vars"]
-        (pdd / "inventory" / "awx_groups.yml").write_text(yaml.safe_dump(
-            {"all": {"children": {group: {"vars": values} for group, values in group_vars.items()}}}))
+        # The target's AWX-only group variables (SSH) as group_vars files: the lab inventory's
+        # group_vars/all/connection.yml (podman connection) ranks above any group variable of an
+        # inventory file, and below group_vars/<group> files (VARIABLE_PRECEDENCE: groups_inventory <
+        # all_plugins_inventory < groups_plugins_inventory).
+        for group, values in awx_vars("lab.yml")["erdma_pd_awx_group_vars"].items():
+            group_dir = pdd / "inventory" / "group_vars" / group
+            group_dir.mkdir(parents=True, exist_ok=True)
+            (group_dir / "awx.yml").write_text(yaml.safe_dump(values))
         env = pdd / "env"
         env.mkdir()
-        (env / "extravars").write_text(json.dumps(dict(report_vars(awx_vars("templates.yml")), **(extravars or {}))))
+        # AWX puts the credential's extra_vars (pd_api_key) among the job's extra variables.
+        (env / "extravars").write_text(json.dumps(dict(report_vars(awx_vars("templates.yml")), pd_api_key=api_key,
+                                                       **(extravars or {}))))
         # As AWX sets them for every job.
         (env / "envvars").write_text(json.dumps({"ANSIBLE_HOST_KEY_CHECKING": "False", "ANSIBLE_FORCE_COLOR": "0",
                                                  "ANSIBLE_PIPELINING": "True",

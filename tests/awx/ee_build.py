@@ -17,6 +17,7 @@ import subprocess
 import sys
 import sysconfig
 import tempfile
+import time
 
 import yaml
 
@@ -93,6 +94,20 @@ def base_image_id(base):
     return res.stdout.strip()
 
 
+def image_id(name):
+    res = subprocess.run(["podman", "image", "inspect", "--format", "{{.Id}}", name],
+                         capture_output=True, text=True, check=False)
+    return res.stdout.strip() if res.returncode == 0 else None
+
+
+def label_image(tag, wanted, work):
+    """The inputs hash goes on in a build of its own: as a build argument of ansible-builder's build it
+    would be part of every step, and podman's layer cache (base image, ansible-core) would never hit."""
+    (work / "Containerfile.label").write_text(f"FROM {tag}\n")
+    run(["podman", "build", "-q", "-f", work / "Containerfile.label", "--label", f"{LABEL}={wanted}", "-t", tag,
+         work], stdout=subprocess.DEVNULL)
+
+
 def build(tag=DEFAULT_TAG, base=DEFAULT_BASE):
     with tempfile.TemporaryDirectory(prefix="erdma-pd-ee-") as tmp:
         work = pathlib.Path(tmp)
@@ -101,15 +116,23 @@ def build(tag=DEFAULT_TAG, base=DEFAULT_BASE):
         if image_label(tag) == wanted:
             print(f"execution environment {tag} is current (inputs {wanted})", flush=True)
             return tag
+        previous = image_id(tag)
         definition = yaml.safe_load((work / "execution-environment.yml").read_text())
         definition.setdefault("options", {})["tags"] = [tag]
         (work / "execution-environment.yml").write_text(yaml.safe_dump(definition, sort_keys=False))
+        started = time.monotonic()
+        # podman's layer cache keeps the steps before the collections (base packages, ansible-core,
+        # ansible-runner): a changed collection rebuilds only the steps from its tarball on.
         run([BIN / "ansible-builder", "build", "-f", work / "execution-environment.yml", "-c", work / "context",
              "--container-runtime", "podman", "-t", tag, "-v", "2",
              "--build-arg", f"EE_BASE_IMAGE={base}",
              # The collections come from directories in the build context: Galaxy is not asked.
-             "--build-arg", "ANSIBLE_GALAXY_CLI_COLLECTION_OPTS=--offline",
-             "--extra-build-cli-args", f"--label {LABEL}={wanted}"])
+             "--build-arg", "ANSIBLE_GALAXY_CLI_COLLECTION_OPTS=--offline"])
+        label_image(tag, wanted, work)
+        print(f"execution environment {tag} built in {time.monotonic() - started:.0f}s (inputs {wanted})", flush=True)
+        if previous and previous != image_id(tag):
+            # The image this one replaces (ours, now untagged); kept if something still uses it.
+            subprocess.run(["podman", "rmi", previous], capture_output=True, check=False)
     return tag
 
 

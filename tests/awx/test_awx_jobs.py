@@ -5,6 +5,7 @@ playbook with its survey defaults in --check (a full run would repeat the conver
 release check: the tarball installed into an empty path runs erdma.pd.site in --check on the host.
 The job events are what is asserted: which plays ran, that none failed, what changed.
 """
+import json
 import os
 import pathlib
 import subprocess
@@ -79,6 +80,10 @@ def test_site_converges_in_the_ee(converged):
     assert set(lab_nodes()) <= set(summary(events)["ok"]), "a lab node was not reached"
     # Reports went where the job keeps them, not into the (read-only) collection.
     assert (pdd / "artifacts" / "erdma-pd-reports" / "verify" / "verify.json").is_file()
+    # The verify stage's summary reached the job's statistics (AWX keeps set_stats data as artefacts).
+    verify_stats = summary(events).get("artifact_data", {}).get("erdma_pd_verify")
+    assert verify_stats and verify_stats["report_dir"].startswith("/runner/artifacts/"), summary(events)
+    assert not verify_stats["problems"], verify_stats
 
 
 def test_site_rerun_changes_nothing(converged, private_data_dir):
@@ -123,7 +128,7 @@ def test_job_template_playbook_with_survey_defaults(stage, converged, private_da
     assert plays(events) == stage_play_names(pathlib.Path(playbook.split(".")[-1] + ".yml").name)
 
 
-def test_release_tarball_runs_site_in_check_mode(converged, tmp_path):
+def test_release_tarball_runs_site_in_check_mode(converged, tmp_path, api_key):
     """The release check: the built tarball, installed into an empty path, runs erdma.pd.site on the lab."""
     image, (first, _events, _output), _pdd = converged
     assert first.status == "successful", "the converge failed"
@@ -135,7 +140,10 @@ def test_release_tarball_runs_site_in_check_mode(converged, tmp_path):
                ANSIBLE_COLLECTIONS_PATH=str(tmp_path / "installed"))
     subprocess.run([BIN / "ansible-galaxy", "collection", "install", "--no-deps", "-p", tmp_path / "installed",
                     tarball], check=True, env=env, cwd=tmp_path)
-    proc = subprocess.run([BIN / "ansible-playbook", "erdma.pd.site", "--check", "-i", ROOT / "inventories" / "lab"],
+    # The lab's key, given: without it, the check would generate one into the checkout's inventory.
+    (tmp_path / "key.json").write_text(json.dumps({"pd_api_key": api_key}))
+    proc = subprocess.run([BIN / "ansible-playbook", "erdma.pd.site", "--check", "-i", ROOT / "inventories" / "lab",
+                           "-e", f"@{tmp_path / 'key.json'}"],
                           env=env, cwd=tmp_path, capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-2000:]
     assert "failed=0" in proc.stdout and "unreachable=0" in proc.stdout
