@@ -1,7 +1,7 @@
 """erdma.pd run the way AWX runs it: ansible-runner, process isolation in the EE image, SSH to the lab.
 
 One converge of erdma.pd.site, one re-run that must change nothing, then each AWX job template's
-playbook with its survey defaults in --check (a full run would repeat the converge), then the
+playbook with its survey defaults in --check on the converged lab (nothing would change), then the
 release check: the tarball installed into an empty path runs erdma.pd.site in --check on the host.
 The job events are what is asserted: which plays ran, that none failed, what changed.
 """
@@ -120,12 +120,16 @@ def runnable_templates():
 
 @pytest.mark.parametrize("stage", runnable_templates())
 def test_job_template_playbook_with_survey_defaults(stage, converged, private_data_dir):
+    """A launch of the template with its survey's defaults (the lab target's, vars/lab.yml) on the converged
+    lab, in --check: its stage's plays run, nothing fails and nothing would change."""
     image, (first, _events, _output), _pdd = converged
     assert first.status == "successful", "the converge failed"
     playbook = "erdma.pd." + pathlib.Path(TEMPLATES["erdma_pd_awx_job_templates"][stage]["playbook"]).stem
     result, events, output = run_in_ee(private_data_dir(template_extravars(stage)), image, playbook, "--check")
     assert_job_ok(result, events, output)
     assert plays(events) == stage_play_names(pathlib.Path(playbook.split(".")[-1] + ".yml").name)
+    changed = {host: n for host, n in summary(events)["changed"].items() if n}
+    assert not changed, f"the {stage} job with its survey defaults would change the converged lab: {changed}\n{output}"
 
 
 def test_release_tarball_runs_site_in_check_mode(converged, tmp_path, api_key):
