@@ -6,8 +6,10 @@ serve through the proxy and against the decode engine, the report written on thi
 test_bench_* so that it runs before test_pd_e2e.py stops the decode engine.
 """
 import json
+import os
 import pathlib
 import re
+import shutil
 import struct
 import subprocess
 import sys
@@ -23,6 +25,7 @@ from demo import http  # noqa: E402  pylint: disable=wrong-import-position
 testinfra_hosts = ["podman://e2e-master"]
 
 RESULTS = ROOT / ".cache" / "pd_e2e-bench"
+BENCH_STEP = ROOT / "molecule" / "pd_e2e" / "bench_step.yml"
 DASHBOARD = ROOT / "roles" / "pd_monitoring" / "files" / "grafana" / "dashboards" / "erdma-pd-overview.json"
 
 
@@ -150,3 +153,31 @@ def test_monitoring_binds_to_the_lab_address_only(host):
     assert listen == [f"{node_ip('e2e-decode')}:9100"]
     text = decode.file("/var/lib/prometheus/node-exporter/erdma.prom").content_string
     assert re.search(r'^erdma_eadm_up\{device="erdma_0"\} 1$', text, re.M)
+
+
+def test_a_missed_slo_turns_the_stage_red_naming_the_number_and_the_threshold(run, summary):
+    """The stage again on a copy of the run (pd_bench_report_from: nothing is benchmarked), with a p99 TTFT
+    objective half of what PD measured at c=4: the stage fails and says which series, number and threshold."""
+    measured = next(row for row in summary["series"] if row["series"] == "pd-c4")
+    threshold = round(measured["p99_ttft_ms"] / 2, 2)
+    again = RESULTS / f"{run.name}-slo"
+    shutil.rmtree(again, ignore_errors=True)
+    shutil.copytree(run, again)
+    inventory = pathlib.Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "inventory"
+    env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_COLLECTIONS_PATH=str(ROOT / "collections"),
+               ANSIBLE_ROLES_PATH=str(ROOT / "roles"), MOLECULE_PROJECT_DIRECTORY=str(ROOT), ANSIBLE_FORCE_COLOR="0")
+    out = subprocess.run([str(pathlib.Path(sys.executable).parent / "ansible-playbook"), "-i", str(inventory),
+                          str(BENCH_STEP), "-e", f"pd_bench_report_from={again.name}",
+                          "-e", f"pd_bench_slo_p99_ttft_ms={threshold}"],
+                         capture_output=True, text=True, env=env, cwd=ROOT, timeout=300, check=False)
+    expected = (f"{measured['run']} pd-c4: p99_ttft is {measured['p99_ttft_ms']:.2f} ms, "
+                f"above the SLO of {threshold:.2f} ms")
+    assert out.returncode == 2, out.stdout[-3000:]
+    failed = [line for line in out.stdout.splitlines() if line.startswith("fatal:")]
+    assert len(failed) == 1 and "objective(s) missed" in failed[0] and expected in failed[0], failed
+    # Report only: no series ran again (same directories, vLLM's results untouched).
+    assert sorted(p.name for p in again.iterdir()) == sorted(p.name for p in run.iterdir())
+    assert all((again / d.name / "result.json").read_bytes() == (d / "result.json").read_bytes()
+               for d in run.iterdir() if (d / "result.json").exists())
+    assert f"MISSED: {expected}" in (again / "report.md").read_text()
+    shutil.rmtree(again)

@@ -17,11 +17,15 @@ import sys
 import tempfile
 import time
 
-# Installed: the parsers sit next to this file. In a checkout of the collection: plugins/module_utils.
+# The parsers import each other by their collection names. Installed, the role copies them into a package
+# tree ansible_collections/erdma/pd/plugins/module_utils next to this file (first on the path, so that an
+# Ansible installed on the host cannot shadow it); in a checkout, collections/ links back to the checkout.
 HERE = pathlib.Path(__file__).resolve().parent
-sys.path[:0] = [str(HERE), str(HERE.parents[2] / "plugins" / "module_utils")]
-from erdma_state import parse_eadm_stat  # noqa: E402  pylint: disable=wrong-import-position,import-error
-from rdma_devinfo import parse_devinfo  # noqa: E402  pylint: disable=wrong-import-position,import-error
+sys.path[:0] = [str(HERE), str(HERE.parents[2] / "collections")]
+# pylint: disable-next=wrong-import-position,import-error
+from ansible_collections.erdma.pd.plugins.module_utils.erdma_state import parse_eadm_stat  # noqa: E402
+# pylint: disable-next=wrong-import-position,import-error
+from ansible_collections.erdma.pd.plugins.module_utils.rdma_devinfo import parse_devinfo  # noqa: E402
 
 
 def run(argv, timeout=20):

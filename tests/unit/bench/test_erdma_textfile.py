@@ -10,12 +10,13 @@ import sys
 
 # The helper module sits next to this file (the tests run under pytest and ansible-test units).
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from bench_files import FIXTURES, REPORT_FILE, TEXTFILE_FILE, load  # noqa: E402  pylint: disable=wrong-import-position
+from bench_files import FIXTURES, REPORT_FILE, ROOT, TEXTFILE_FILE, load  # noqa: E402  pylint: disable=wrong-import-position
 
 textfile = load(TEXTFILE_FILE, "erdma_textfile")
 report = load(REPORT_FILE, "pd_bench_report")
 
 STAT = (FIXTURES / "eadm" / "stat_reconstructed.txt").read_text()
+ROLE = ROOT / "roles" / "pd_monitoring"
 QUOTE = (FIXTURES / "eadm" / "stat_exporter_quote.txt").read_text()
 DEVINFO = (FIXTURES / "ibv_devinfo" / "erdma_guide_verbose.txt").read_text()
 
@@ -91,3 +92,31 @@ def test_eadm_without_dash_l_gets_a_second_try(tmp_path):
 
 def test_label_values_are_escaped():
     assert textfile.label('a"b\\c\nd') == 'a\\"b\\\\c\\nd'
+
+
+def test_the_writer_runs_from_the_tree_the_role_installs_without_ansible(tmp_path):
+    """The layout roles/pd_monitoring/tasks/erdma.yml installs (its own lists of packages and parsers), run by
+    a python without site-packages: nothing but that tree may be needed (the lab found an import of the
+    collection that only a checkout or an Ansible install satisfied)."""
+    import subprocess  # pylint: disable=import-outside-toplevel
+    import shutil  # pylint: disable=import-outside-toplevel
+    import yaml  # pylint: disable=import-outside-toplevel
+    tasks = {t["name"]: t for t in yaml.safe_load((ROLE / "tasks" / "erdma.yml").read_text())}
+    packages = next(t for t in tasks.values() if "set_fact" in str(t))["ansible.builtin.set_fact"][
+        "_pd_monitoring_packages"]
+    parsers = next(t for n, t in tasks.items() if "parsers" in n and "loop" in t and "copy" in str(t))["loop"]
+    lib = tmp_path / "lib"
+    for package in packages:
+        (lib / package).mkdir(parents=True)
+        (lib / package / "__init__.py").write_text("")
+    for name in parsers:
+        shutil.copy(ROOT / "plugins" / "module_utils" / name, lib / packages[-1] / name)
+    shutil.copy(TEXTFILE_FILE, lib / "erdma_textfile.py")
+    eadm = standin(tmp_path, "eadm-standin", FIXTURES / "eadm" / "stat_reconstructed.txt")
+    devinfo = standin(tmp_path, "ibv_devinfo-standin", FIXTURES / "ibv_devinfo" / "erdma_guide_verbose.txt")
+    out = tmp_path / "erdma.prom"
+    done = subprocess.run(["/usr/bin/python3", "-S", "-I", str(lib / "erdma_textfile.py"), "--device", "erdma_0",
+                           "--out", str(out), "--eadm", eadm, "--ibv-devinfo", devinfo],
+                          capture_output=True, text=True, check=False, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert 'erdma_eadm_up{device="erdma_0"} 1' in out.read_text()
