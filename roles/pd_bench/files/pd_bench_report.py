@@ -246,8 +246,18 @@ def short(row):
     return f"{row['run']}\n{row['target']} {load}".strip()
 
 
-def charts(rows, out):
-    """The PNG charts of the report; returns [(file name, caption)]."""
+def stamp(fig, note):
+    """Lay the figure out, with the runs' note as a line of small print under it."""
+    if note:
+        fig.text(0.5, 0.005, note, ha="center", va="bottom", fontsize=7, color="dimgray", wrap=True)
+        fig.tight_layout(rect=(0, 0.04, 1, 1))
+    else:
+        fig.tight_layout()
+
+
+def charts(rows, out, note=""):
+    """The PNG charts of the report; returns [(file name, caption)]. `note` (what the runs ran on, from
+    pd_bench_run_note) is printed on every chart, so that a chart shown alone still says it."""
     import matplotlib  # pylint: disable=import-outside-toplevel
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
@@ -265,7 +275,7 @@ def charts(rows, out):
         axis.set_xticks([x + step for x in range(len(rows))], labels, fontsize=7)
         axis.set_title(f"{latency.upper()} (ms)")
         axis.legend(fontsize=7)
-    fig.tight_layout()
+    stamp(fig, note)
     fig.savefig(out / "latency.png", dpi=100)
     plt.close(fig)
     made.append(("latency.png", "TTFT, TPOT and ITL percentiles per series (ms)"))
@@ -277,7 +287,7 @@ def charts(rows, out):
     right.set_title("requests/s")
     for axis in (left, right):
         axis.tick_params(axis="x", labelsize=7)
-    fig.tight_layout()
+    stamp(fig, note)
     fig.savefig(out / "throughput.png", dpi=100)
     plt.close(fig)
     made.append(("throughput.png", "Throughput per series"))
@@ -290,7 +300,7 @@ def charts(rows, out):
     axis.set_xticks([x + step / 2 for x in range(len(rows))], labels, fontsize=7)
     axis.set_ylim(0, 1.05)
     axis.legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
+    stamp(fig, note)
     fig.savefig(out / "success_kv.png", dpi=100)
     plt.close(fig)
     made.append(("success_kv.png", "Success rate and the decode engines' KV hit ratio per series"))
@@ -311,7 +321,7 @@ def charts(rows, out):
         axis.set_title("Where the mean TTFT goes")
         axis.tick_params(axis="x", labelsize=7)
         axis.legend(fontsize=7, loc="upper left")
-        fig.tight_layout()
+        stamp(fig, note)
         fig.savefig(out / "ttft_breakdown.png", dpi=100)
         plt.close(fig)
         made.append(("ttft_breakdown.png", "Mean TTFT split by phase (engine and proxy histograms)"))
@@ -339,6 +349,37 @@ def comparison(rows):
             "|---|---:|---:|---:|---:|"] + lines + [""]
 
 
+def pd_cost(rows):
+    """What the PD path adds to the mean TTFT against the single engine at the same load, phase by phase:
+    the prefill leg has no twin in the single engine (it is all added), the decode engine's queue and its
+    KV load + last token stand against the single engine's queue and prefill, and the rest (HTTP, the
+    proxy, the client) against the single engine's HTTP, tokenization and first byte."""
+    lines = []
+    for row in rows:
+        twin = next((b for b in rows if b["target"] == "baseline" and b["run"] == row["run"]
+                     and b["max_concurrency"] == row["max_concurrency"]
+                     and b["request_rate"] == row["request_rate"]), None)
+        if row["target"] != "pd" or not twin or not row["ttft_breakdown_ms"] or not twin["ttft_breakdown_ms"]:
+            continue
+        pd, alone = dict(row["ttft_breakdown_ms"]), dict(twin["ttft_breakdown_ms"])
+        prefill_leg = pd["P queue"] + pd["P prefill + KV save"] + pd["P HTTP/tokenize/proxy"]
+        rest = pd["D HTTP/first byte"] + pd["client <-> proxy"]
+        cells = [(prefill_leg, 0.0), (pd["D queue"], alone["engine queue"]),
+                 (pd["D KV load + last token"], alone["engine prefill"]), (rest, alone["HTTP/tokenize/first byte"])]
+        lines.append(f"| {row['run']} | {row['max_concurrency']} | {fmt(row['mean_ttft_ms'], 1)} | "
+                     f"{fmt(twin['mean_ttft_ms'], 1)} | {row['mean_ttft_ms'] - twin['mean_ttft_ms']:+.1f} | "
+                     + " | ".join(f"{a:.1f} / {b:.1f} ({a - b:+.1f})" for a, b in cells) + " |")
+    if not lines:
+        return []
+    return ["## What the PD path adds to the mean TTFT (ms, PD / single engine (difference))", "",
+            "The prefill leg (P queue + P prefill with the KV save + its HTTP through the proxy) has no twin in "
+            "the single engine; D's queue and its KV load + last token stand against the single engine's queue "
+            "and prefill; the rest (D's HTTP, the proxy's first byte, the client) against the single engine's "
+            "HTTP, tokenization and first byte.", "",
+            "| run | concurrency | PD | single | added | prefill leg | D queue | D KV load + last token | rest |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|"] + lines + [""]
+
+
 def markdown(runs, rows, made, misses, slo):
     out = ["# erdma.pd benchmark report", ""]
     for run in runs:
@@ -362,6 +403,7 @@ def markdown(runs, rows, made, misses, slo):
                    f"{fmt(r['kv_hit_ratio'], 4)} |")
     out.append("")
     out += comparison(rows)
+    out += pd_cost(rows)
     broken = [r for r in rows if r["ttft_breakdown_ms"]]
     if broken:
         out += ["## Where the time goes (mean TTFT by phase, ms)", "",
@@ -397,7 +439,8 @@ def build(run_dirs, out_dir, slo):
     rows = [summarise(run, series) for run in runs for series in run["series"]]
     out_dir = pathlib.Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    made = charts(rows, out_dir)
+    notes = [run["facts"]["note"] for run in runs if run["facts"].get("note")]
+    made = charts(rows, out_dir, " / ".join(dict.fromkeys(notes)))
     misses = check_slo(rows, slo)
     (out_dir / "report.md").write_text(markdown(runs, rows, made, misses, slo), encoding="utf-8")
     summary = {"runs": [str(r["dir"]) for r in runs], "series": rows, "slo": slo, "slo_misses": misses,

@@ -130,6 +130,14 @@ def test_report_md_holds_the_numbers_and_the_pd_to_baseline_ratios(run_dir):
         assert f"]({name})" in text
 
 
+def test_pd_cost_sets_each_phase_against_the_single_engines(run_dir):
+    report.build([run_dir], run_dir, {"p99_ttft_ms": None, "p99_tpot_ms": None, "min_success_rate": None})
+    text = (run_dir / "report.md").read_text()
+    # PD 120 = prefill leg 10+30+20 | D queue 5 | D load 20 | rest 15+20; single 40 = queue 2 | prefill 15 | 23.
+    assert ("| lab run | 4 | 120.0 | 40.0 | +80.0 | 60.0 / 0.0 (+60.0) | 5.0 / 2.0 (+3.0) | 20.0 / 15.0 (+5.0) | "
+            "35.0 / 23.0 (+12.0) |") in text
+
+
 def test_every_chart_is_a_real_non_trivial_png(run_dir):
     import matplotlib.image  # pylint: disable=import-outside-toplevel
     summary = report.build([run_dir], run_dir, {"p99_ttft_ms": None, "p99_tpot_ms": None, "min_success_rate": None})
