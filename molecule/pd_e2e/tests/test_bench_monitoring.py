@@ -17,16 +17,27 @@ import time
 import urllib.parse
 
 import pytest
+import yaml
 
 ROOT = pathlib.Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(ROOT / "lab"))
 from demo import http  # noqa: E402  pylint: disable=wrong-import-position
 
-testinfra_hosts = ["podman://e2e-master"]
+# The nodes as molecule.yml names them (E2E_PREFIX, default e2e, when the scenario's names are prefixed).
+PREFIX = os.environ.get("E2E_PREFIX") or "e2e"
+MASTER, DECODE = f"{PREFIX}-master", f"{PREFIX}-decode"
+testinfra_hosts = [f"podman://{MASTER}"]
 
 RESULTS = ROOT / ".cache" / "pd_e2e-bench"
 BENCH_STEP = ROOT / "molecule" / "pd_e2e" / "bench_step.yml"
 DASHBOARD = ROOT / "roles" / "pd_monitoring" / "files" / "grafana" / "dashboards" / "erdma-pd-overview.json"
+
+
+def engine_hosts():
+    """The prefill and decode hosts of the scenario's inventory (molecule.yml's platforms)."""
+    inventory = yaml.safe_load((pathlib.Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "inventory"
+                                / "ansible_inventory.yml").read_text())
+    return [h for group in ("prefill", "decode") for h in (inventory.get(group) or {}).get("hosts") or {}]
 
 
 def node_ip(name):
@@ -111,21 +122,23 @@ def test_every_chart_is_a_valid_non_trivial_png(run, summary):
 
 
 def prometheus(expr):
-    url = f"http://{node_ip('e2e-master')}:9090/api/v1/query?" + urllib.parse.urlencode({"query": expr})
+    url = f"http://{node_ip(MASTER)}:9090/api/v1/query?" + urllib.parse.urlencode({"query": expr})
     status, text = http("GET", url, timeout=20)
     assert status == 200, f"{expr}: {status} {text}"
     return json.loads(text)["data"]["result"]
 
 
 def test_prometheus_scrapes_every_target_of_the_inventory():
-    status, text = http("GET", f"http://{node_ip('e2e-master')}:9090/api/v1/targets", timeout=20)
+    status, text = http("GET", f"http://{node_ip(MASTER)}:9090/api/v1/targets", timeout=20)
     assert status == 200
     targets = json.loads(text)["data"]["activeTargets"]
     jobs = {}
     for target in targets:
         jobs.setdefault(target["labels"]["job"], []).append(target["health"])
     assert sorted(jobs) == ["mooncake_master", "node", "pd_proxy", "prometheus", "vllm"]
-    assert len(jobs["vllm"]) == 2 and len(jobs["node"]) == 2
+    # One vllm target per engine and one node exporter per engine host, as many as the inventory has.
+    engines = engine_hosts()
+    assert len(jobs["vllm"]) == len(engines) and len(jobs["node"]) == len(set(engines)), (jobs, engines)
     assert all(h == "up" for healths in jobs.values() for h in healths), jobs
 
 
@@ -150,17 +163,17 @@ def test_every_dashboard_panel_returns_data_after_the_bench_run():
 
 def test_erdma_counters_reach_prometheus_from_the_stand_in():
     stats = prometheus('erdma_stat_total{counter="connect_failed_cnt"}')
-    assert len(stats) == 2 and all(float(s["value"][1]) == 2 for s in stats), stats
+    assert len(stats) == len(engine_hosts()) and all(float(s["value"][1]) == 2 for s in stats), stats
     assert {s["metric"]["device"] for s in prometheus("erdma_port_active == 1")} == {"erdma_0"}
 
 
 def test_monitoring_binds_to_the_lab_address_only(host):
-    ip = node_ip("e2e-master")
+    ip = node_ip(MASTER)
     local = [line.split()[3] for line in host.check_output("ss -Hltn 'sport = :9090'").splitlines()]
     assert local == [f"{ip}:9090"]
-    decode = host.get_host("podman://e2e-decode")
+    decode = host.get_host(f"podman://{DECODE}")
     listen = [line.split()[3] for line in decode.check_output("ss -Hltn 'sport = :9100'").splitlines()]
-    assert listen == [f"{node_ip('e2e-decode')}:9100"]
+    assert listen == [f"{node_ip(DECODE)}:9100"]
     text = decode.file("/var/lib/prometheus/node-exporter/erdma.prom").content_string
     assert re.search(r'^erdma_eadm_up\{device="erdma_0"\} 1$', text, re.M)
 
