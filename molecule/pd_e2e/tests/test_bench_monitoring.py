@@ -22,10 +22,8 @@ import yaml
 ROOT = pathlib.Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(ROOT / "lab"))
 from demo import http  # noqa: E402  pylint: disable=wrong-import-position
+from lab_names import DECODE, MASTER  # noqa: E402  pylint: disable=wrong-import-position
 
-# The nodes as molecule.yml names them (E2E_PREFIX, default e2e, when the scenario's names are prefixed).
-PREFIX = os.environ.get("E2E_PREFIX") or "e2e"
-MASTER, DECODE = f"{PREFIX}-master", f"{PREFIX}-decode"
 testinfra_hosts = [f"podman://{MASTER}"]
 
 RESULTS = ROOT / ".cache" / "pd_e2e-bench"
