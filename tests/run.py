@@ -105,6 +105,10 @@ def stage_images():
     return sh(sys.executable, ROOT / "lab/lab.py", "images", env=os.environ)
 
 
+# What failed and where, repeated as the very last lines of the run (CI logs are read from their end).
+FAILURE_DIGEST = []
+
+
 def stage_molecule():
     """Every scenario runs, also after one failed, and the summary shows each one's result."""
     scenarios = SCENARIOS or sorted(p.parent.name for p in (ROOT / "molecule").glob("*/molecule.yml"))
@@ -117,12 +121,14 @@ def stage_molecule():
         rc, tail = sh_keeping_tail(BIN / "molecule", "test", "-s", name)
         results.append((name, time.monotonic() - started, rc, tail))
         print(f"== molecule {name}: {'ok' if rc == 0 else 'FAILED'} in {results[-1][1]:.0f}s", flush=True)
-    # A CI log is often read from its end: repeat where each failed scenario failed, next to the table.
+    # A CI log is often read only from its end: the failed tasks go to FAILURE_DIGEST, printed last by main().
     for name, _seconds, rc, tail in results:
         if rc:
             failures = [line for line in tail if "fatal:" in line or "FAILED!" in line or "CRITICAL" in line]
-            print(f"\n===== molecule {name} failed (rc={rc}); its failed tasks, then its last lines =====")
-            print("\n".join(failures[-10:] + ["..."] + list(tail)[-40:]), flush=True)
+            print(f"\n===== molecule {name} failed (rc={rc}); its last lines =====")
+            print("\n".join(list(tail)[-40:]), flush=True)
+            FAILURE_DIGEST.append(f"molecule {name} (rc={rc}), its failed tasks:")
+            FAILURE_DIGEST.extend("  " + line[:400] for line in failures[-6:])
     print("\n===== molecule scenarios =====")
     for name, seconds, rc, _tail in results:
         print(f"{name:<20} {seconds:8.1f}s  {'ok' if rc == 0 else f'FAILED (rc={rc})'}", flush=True)
@@ -195,6 +201,8 @@ def main():
         print(f"{name:<14} {seconds:8.1f}s  {'ok' if rc == 0 else f'FAILED (rc={rc})'}")
     print(f"{'total':<14} {time.monotonic() - total:8.1f}s")
     if failed:
+        if FAILURE_DIGEST:
+            print("\n===== where it failed =====\n" + "\n".join(FAILURE_DIGEST))
         print(f"\nfailed: {' '.join(failed)}; re-run one alone with `python3 tests/run.py {failed[0]}`")
         return 1
     return 0

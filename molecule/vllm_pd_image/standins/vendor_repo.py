@@ -18,7 +18,7 @@ which says that it is one.
 
     python3 vendor_repo.py build OUT            build the repository
     python3 vendor_repo.py serve OUT PORT PIDFILE   serve OUT on 127.0.0.1:PORT in the background
-    python3 vendor_repo.py stop PIDFILE         stop that server
+    python3 vendor_repo.py stop PIDFILE [PORT]  stop that server (and, given PORT, a stale one on PORT)
 
 Needs apt-get, dpkg-deb, dpkg-scanpackages and gpg.
 """
@@ -112,17 +112,27 @@ class QuietHandler(http.server.SimpleHTTPRequestHandler):
 
 
 def serve(out, port, pidfile):
-    """Fork a server on 127.0.0.1:PORT for OUT and return once it answers."""
+    """Fork a server on 127.0.0.1:PORT for OUT and return once it answers.
+
+    The socket is bound here, before the fork: a server left behind on PORT by an interrupted earlier run
+    (serving an older throw-away key) makes this fail loudly instead of answering the probe below in our
+    place, which would turn into a baffling fingerprint mismatch in converge."""
+    handler = functools.partial(QuietHandler, directory=str(out))
+    try:
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
+    except OSError as err:
+        sys.exit("cannot serve the stand-in repository on 127.0.0.1:%d (%s): another process holds the port "
+                 "(a stand-in server of an interrupted earlier run? `ss -ltnp 'sport = :%d'` names it)"
+                 % (port, err, port))
     pid = os.fork()
     if pid == 0:
         os.setsid()
         devnull = os.open(os.devnull, os.O_RDWR)
         for fd in (0, 1, 2):
             os.dup2(devnull, fd)
-        handler = functools.partial(QuietHandler, directory=str(out))
-        server = http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
         server.serve_forever()
         os._exit(0)
+    server.server_close()  # the child serves; the parent keeps no copy of the socket
     pathlib.Path(pidfile).write_text("%d\n" % pid)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
@@ -135,15 +145,40 @@ def serve(out, port, pidfile):
     sys.exit("the stand-in repository server did not answer on 127.0.0.1:%d" % port)
 
 
-def stop(pidfile):
+def stop(pidfile, port=None):
+    """Stop the server of PIDFILE and, given PORT, any stand-in server still serving PORT from an earlier
+    run that was interrupted before its cleanup (its pid file is gone or names another process)."""
     path = pathlib.Path(pidfile)
-    if not path.exists():
-        return
-    try:
-        os.kill(int(path.read_text().strip()), signal.SIGTERM)
-    except (ProcessLookupError, ValueError):
-        pass
-    path.unlink()
+    pids = set()
+    if path.exists():
+        try:
+            pids.add(int(path.read_text().strip()))
+        except ValueError:
+            pass
+        path.unlink()
+    if port is not None:
+        pids.update(stand_in_servers(port))
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+
+
+def stand_in_servers(port):
+    """Pids of processes started as `vendor_repo.py serve OUT PORT ...` for this PORT."""
+    found = []
+    for proc in pathlib.Path("/proc").glob("[0-9]*"):
+        try:
+            argv = (proc / "cmdline").read_bytes().decode(errors="replace").split("\0")
+        except OSError:
+            continue
+        names = [pathlib.Path(arg).name for arg in argv]
+        if "vendor_repo.py" in names:
+            at = names.index("vendor_repo.py")
+            if argv[at + 1:at + 2] == ["serve"] and argv[at + 3:at + 4] == [str(port)] and int(proc.name) != os.getpid():
+                found.append(int(proc.name))
+    return found
 
 
 def main():
@@ -153,7 +188,7 @@ def main():
     elif command == "serve":
         serve(pathlib.Path(sys.argv[2]).resolve(), int(sys.argv[3]), sys.argv[4])
     elif command == "stop":
-        stop(sys.argv[2])
+        stop(sys.argv[2], int(sys.argv[3]) if len(sys.argv) > 3 else None)
     else:
         sys.exit(__doc__)
 
