@@ -10,6 +10,8 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+from ansible.errors import AnsibleFilterError
+
 from ansible_collections.erdma.pd.plugins.plugin_utils import inventory_checks
 
 
@@ -32,6 +34,14 @@ def host_fact_problems(facts, host, values=None, rdma=False):
     return inventory_checks.fact_problems(str(host), dict(facts or {}), dict(values or {}), bool(rdma))
 
 
+def offline_cpus(wanted, online_text):
+    """The CPUs of a CPU list that the host does not have online (from /sys/devices/system/cpu/online)."""
+    try:
+        return inventory_checks.offline_cpus(wanted, str(online_text or "").strip())
+    except ValueError as exc:
+        raise AnsibleFilterError("not a CPU list: %s" % exc)
+
+
 class FilterModule(object):
     """Input checks."""
 
@@ -40,4 +50,5 @@ class FilterModule(object):
             "input_problems": input_problems,
             "fleet_input_problems": fleet_input_problems,
             "host_fact_problems": host_fact_problems,
+            "offline_cpus": offline_cpus,
         }

@@ -30,11 +30,12 @@ CONFIG_KEYS = ("image", "entrypoint", "command", "env", "volumes", "ulimits", "g
                "published_ports", "shm_size", "extra_args")
 
 # Keys hashed only when set, so that containers created before they existed keep their hash.
-OPTIONAL_CONFIG_KEYS = ("env_file", "env_file_digest")
+OPTIONAL_CONFIG_KEYS = ("env_file", "env_file_digest", "cpuset_cpus")
 
 # What results show instead of an environment value (values may be secrets).
 HIDDEN = "(value hidden)"
 
+_CPUSET = re.compile(r"^[0-9]+(-[0-9]+)?(,[0-9]+(-[0-9]+)?)*$")
 _ULIMIT = re.compile(r"^([A-Za-z_]+)=(-?\d+|unlimited)(?::(-?\d+|unlimited))?$")
 
 
@@ -133,6 +134,9 @@ def desired_config(params, read=None):
     for path in env_files:
         if not path.startswith("/"):
             raise ContainerError("env_file %r must be an absolute path" % (path,))
+    cpuset = str(params.get("cpuset_cpus") or "").replace(" ", "")
+    if cpuset and not _CPUSET.match(cpuset):
+        raise ContainerError("cpuset_cpus %r is not a CPU list (0-7, 0,2,4-5)" % (params.get("cpuset_cpus"),))
     return {
         "image": params["image"],
         "entrypoint": entrypoint,
@@ -156,6 +160,7 @@ def desired_config(params, read=None):
         "extra_args": [str(a) for a in params.get("extra_args") or []],
         "env_file": env_files,
         "env_file_digest": env_file_digest(env_files, read) if env_files else None,
+        "cpuset_cpus": cpuset or None,
     }
 
 
@@ -209,8 +214,8 @@ def run_args(flavour, name, config, detach=True, pull=None, stop_timeout=None):
         args += ["--label", "%s=%s" % (key, value)]
     args += ["--label", "%s=%s" % (HASH_LABEL, config_hash(config))]
     for key, flag in (("hostname", "--hostname"), ("user", "--user"), ("workdir", "--workdir"),
-                      ("shm_size", "--shm-size")):
-        if config[key]:
+                      ("shm_size", "--shm-size"), ("cpuset_cpus", "--cpuset-cpus")):
+        if config.get(key):
             args += [flag, str(config[key])]
     for port in config["published_ports"]:
         args += ["--publish", port]

@@ -133,6 +133,11 @@ options:
   shm_size:
     description: Size of C(/dev/shm) (C(--shm-size)).
     type: str
+  cpuset_cpus:
+    description:
+      - CPUs the container may run on (C(--cpuset-cpus)), a CPU list such as C(0-7) or C(0,2,4-5).
+      - Part of the configuration hash only when set, so containers created without it keep theirs.
+    type: str
   extra_args:
     description: Further C(run) arguments, placed before the image; part of the configuration hash.
     type: list
@@ -192,6 +197,7 @@ EXAMPLES = r"""
     privileged: true
     cap_add: [SYS_ADMIN]
     ulimits: [memlock=-1, stack=67108864]
+    cpuset_cpus: "0-15"  # the cores of the GPU's NUMA node
     restart_policy: unless-stopped
 
 - name: The same container through podman, stopped
@@ -278,6 +284,7 @@ def argument_spec():
         workdir=dict(type="str"),
         published_ports=dict(type="list", elements="str", default=[]),
         shm_size=dict(type="str"),
+        cpuset_cpus=dict(type="str"),
         extra_args=dict(type="list", elements="str", default=[]),
         stop_timeout=dict(type="int", default=30),
         recreate=dict(type="bool", default=False),

@@ -154,6 +154,43 @@ def devices(value, pattern=None, required=False):
     return None
 
 
+_CPU_LIST = re.compile(r"^[0-9]+(-[0-9]+)?(,[0-9]+(-[0-9]+)?)*$")
+
+
+def expand_cpu_list(text):
+    """'0-3,8' -> [0, 1, 2, 3, 8] (the kernel's and systemd's CPU list syntax); ValueError when malformed."""
+    text = str(text).strip().replace(" ", "")
+    if not _CPU_LIST.match(text):
+        raise ValueError(text)
+    cpus = set()
+    for part in text.split(","):
+        first, _sep, last = part.partition("-")
+        low, high = int(first), int(last or first)
+        if high < low:
+            raise ValueError(part)
+        cpus.update(range(low, high + 1))
+    return sorted(cpus)
+
+
+def cpu_list(value):
+    """A CPU list for CPUAffinity= / --cpuset-cpus ('0-7', '0,2,4-5'), or empty for no binding."""
+    if value in (None, ""):
+        return None
+    try:
+        expand_cpu_list(value)
+    except ValueError:
+        return "is not a CPU list (numbers and ranges such as 0-7 or 0,2,4-5; empty: no binding)"
+    return None
+
+
+def offline_cpus(wanted, online_text):
+    """The CPUs of the list WANTED that the host does not have online (its /sys/devices/system/cpu/online)."""
+    if wanted in (None, ""):
+        return []
+    online = set(expand_cpu_list(online_text))
+    return [cpu for cpu in expand_cpu_list(wanted) if cpu not in online]
+
+
 def metadata_server(value):
     text = str(value).strip()
     if text == "P2PHANDSHAKE" or text.startswith("etcd://"):
@@ -269,6 +306,8 @@ CHECKS = {
     "vllm_pd_ready_timeout": (_always(duration), "give seconds"),
     "vllm_pd_service_stop_timeout": (_always(duration), "give seconds"),
     "vllm_pd_log_lines": (_always(count, 0, 100000), "give a line count"),
+    "vllm_pd_cpu_affinity": (_always(cpu_list), "give the CPUs the engine may run on (0-7, 0,2,4-5), or leave "
+                             "it empty"),
     "vllm_pd_venv_path": (_always(path), "use an absolute directory"),
     "vllm_pd_config_dir": (_always(path), "use an absolute directory"),
     "vllm_pd_cache_dir": (_always(path), "use an absolute directory"),

@@ -107,6 +107,28 @@ def test_decode_loaded_the_prompts_from_the_store_through_the_proxy(run, summary
     assert not rows["baseline-c4"]["kv_hit_ratio"], "the decode engine alone found KV it should not have"
 
 
+def test_each_engine_runs_on_the_cores_the_inventory_gives_it(host):
+    """vllm_pd_cpu_affinity of the lab (prefill core 0, decode core 1) reaches the engines' processes."""
+    inventory = yaml.safe_load((pathlib.Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "inventory"
+                                / "ansible_inventory.yml").read_text())
+    for group, wanted in (("prefill", "0"), ("decode", "1")):
+        for name in (inventory.get(group) or {}).get("hosts") or {}:
+            node = host.get_host(f"podman://{name}")
+            pid = node.check_output(f"systemctl show --property MainPID --value vllm-pd-{group}")
+            allowed = node.check_output(f"grep Cpus_allowed_list /proc/{pid}/status").split()[-1]
+            assert allowed == wanted, (name, pid, allowed)
+
+
+def test_pd_costs_at_most_twice_the_single_engines_ttft_at_concurrency_4(summary):
+    """The lab's answer to "does PD pay for its transfer": with each engine on its own core, PD's mean TTFT
+    at concurrency 4 stays within 2x of the decode engine alone (both floating on both cores: 2.1x)."""
+    rows = {row["series"]: row for row in summary["series"]}
+    pd, alone = rows["pd-c4"]["mean_ttft_ms"], rows["baseline-c4"]["mean_ttft_ms"]
+    print(f"mean TTFT at c=4: PD {pd:.1f} ms, decode alone {alone:.1f} ms ({pd / alone:.2f}x); "
+          f"at c=1: {rows['pd-c1']['mean_ttft_ms']:.1f} vs {rows['baseline-c1']['mean_ttft_ms']:.1f} ms")
+    assert pd <= 2 * alone, (pd, alone)
+
+
 def test_every_chart_is_a_valid_non_trivial_png(run, summary):
     import matplotlib.image  # pylint: disable=import-outside-toplevel
     assert len(summary["charts"]) == 4

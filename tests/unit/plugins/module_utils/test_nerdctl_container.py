@@ -326,3 +326,19 @@ def test_redaction_keeps_keys_and_drops_values():
     redacted = nc.redact_inspect(data)
     assert all(item.endswith("=" + nc.HIDDEN) for item in redacted["Config"]["Env"])
     assert "PYTHONHASHSEED=0" in data["Config"]["Env"]  # the original is untouched
+
+
+def test_cpuset_becomes_a_flag_and_changes_the_hash_only_when_set():
+    bound = nc.desired_config(params(cpuset_cpus="0-3,8"))
+    args = nc.run_args("nerdctl", "e", bound)
+    assert args[args.index("--cpuset-cpus") + 1] == "0-3,8"
+    free = nc.desired_config(params())
+    assert "--cpuset-cpus" not in nc.run_args("podman", "e", free)
+    assert nc.config_hash(bound) != nc.config_hash(free)
+    assert nc.config_hash(free) == nc.config_hash(nc.desired_config(params(cpuset_cpus="")))
+
+
+@pytest.mark.parametrize("bad", ["0-", "all", "0-3 --privileged", "1,,2"])
+def test_a_cpuset_that_is_not_a_cpu_list_is_refused(bad):
+    with pytest.raises(nc.ContainerError, match="not a CPU list"):
+        nc.desired_config(params(cpuset_cpus=bad))

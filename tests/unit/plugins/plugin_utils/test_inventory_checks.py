@@ -80,6 +80,9 @@ def test_a_sound_fleet_has_no_problem():
     ("pd_proxy_client_timeout", 0, ["duration"]),
     ("erdma_driver_checksums", {"env_setup.sh": "abc"}, ["ALGORITHM:HEX"]),
     ("rdma_verify_bw_fraction", 2, ["(0, 1]"]),
+    ("vllm_pd_cpu_affinity", "0-3;rm -rf /", ["not a CPU list"]),
+    ("vllm_pd_cpu_affinity", "3-1", ["not a CPU list"]),
+    ("vllm_pd_cpu_affinity", "0-7\nExecStartPre=/bin/sh", ["not a CPU list"]),
 ])
 def test_a_wrong_value_names_host_variable_value_and_fix(name, value, words):
     values = dict(ENGINE)
@@ -244,3 +247,19 @@ def test_debian_runs_the_driver_stage_only_when_allowed():
     assert len(checks.fact_problems("p1", debian, rdma=True)) == 1
     assert checks.fact_problems("p1", debian, {"erdma_driver_allow_unsupported_os": True}, rdma=True) == []
     assert checks.fact_problems("master", debian, rdma=False) == []
+
+
+@pytest.mark.parametrize("text, cpus", [
+    ("0", [0]), ("0-3", [0, 1, 2, 3]), ("0,2,4-5", [0, 2, 4, 5]), ("8-9,0", [0, 8, 9]), ("1, 3", [1, 3]),
+])
+def test_cpu_lists_expand_as_the_kernel_writes_them(text, cpus):
+    assert checks.expand_cpu_list(text) == cpus
+    assert checks.cpu_list(text) is None
+
+
+def test_cpus_the_host_lacks_are_named():
+    # /sys/devices/system/cpu/online of a 2-core lab machine and of a host with a CPU taken offline.
+    assert checks.offline_cpus("0,1", "0-1") == []
+    assert checks.offline_cpus("0-3", "0-1") == [2, 3]
+    assert checks.offline_cpus("4-5", "0-3,5-7") == [4]
+    assert checks.offline_cpus("", "0-1") == []

@@ -114,6 +114,7 @@ def render_unit(**overrides):
         _common_service_stop_timeout=30,
         _common_service_limit_nofile=65536,
         _common_service_limit_memlock="",
+        _common_service_cpu_affinity="",
         _common_service_syscall_filters=True,
         _common_service_private_devices=True,
         _common_service_memory_deny_write_execute=True,
@@ -156,6 +157,21 @@ def test_rendered_unit_has_one_exec_start_and_no_environment_values():
     assert "Description=Mooncake master 100%% ready" in unit
 
 
+def test_cpu_affinity_renders_only_when_given():
+    assert "CPUAffinity=" not in render_unit()
+    assert "CPUAffinity=0,2-3\n" in render_unit(_common_service_cpu_affinity="0,2-3")
+
+
+def test_the_cpu_affinity_check_of_the_tasks_refuses_an_injection():
+    """The template writes CPUAffinity as given: the assert in tasks/service.yml must refuse all else."""
+    import re
+    tasks = yaml.safe_load((ROOT / "roles/_common/tasks/service.yml").read_text())
+    that = [cond for cond in tasks[0]["ansible.builtin.assert"]["that"] if "_common_service_cpu_affinity" in cond]
+    pattern = re.search(r"regex\('(.*)'\)", that[0]).group(1)
+    assert re.search(pattern, "0-7,9") and re.search(pattern, "")
+    assert not re.search(pattern, "0-7\nExecStartPre=/bin/sh") and not re.search(pattern, "0 7")
+
+
 @pytest.mark.parametrize("variable", ["argv", "_common_service_description", "_common_service_user",
                                       "_common_service_working_directory", "_common_service_read_write_paths"])
 def test_an_injection_attempt_never_renders(variable):
@@ -172,7 +188,8 @@ def test_systemd_analyze_verify_accepts_the_rendered_unit(tmp_path):
     (env_dir / "erdma-test.env").write_text(systemd_unit.environment_file({"K": "v $x"}, "env"))
     unit_file = tmp_path / "erdma-test.service"
     unit_file.write_text(render_unit(_common_service_environment_dir=str(env_dir),
-                                     _common_service_read_write_paths=[str(tmp_path)]))
+                                     _common_service_read_write_paths=[str(tmp_path)],
+                                     _common_service_cpu_affinity="0,2-3"))
     proc = subprocess.run(["systemd-analyze", "verify", str(unit_file)], capture_output=True, text=True,
                           check=False)
     # Warnings about the build machine (no network-online.target users) are fine; settings errors are not.
