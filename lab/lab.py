@@ -52,7 +52,7 @@ events_logger = "file"
 """
 
 HOST_PACKAGES = ["podman", "netavark", "aardvark-dns", "iptables", "debootstrap", "runc", "uidmap", "curl",
-                 "make"]
+                 "make", "python3-venv", "python3-apt"]
 BASE_PACKAGES = ["systemd", "systemd-sysv", "python3", "sudo", "iproute2", "ca-certificates",
                  "dbus", "iputils-ping", "procps"]
 
