@@ -62,6 +62,13 @@ def test_arguments_reach_the_process_unchanged(host):
     assert len(argv) == 5
 
 
+def test_the_cpu_affinity_of_the_unit_binds_the_process(host):
+    """_common_service_cpu_affinity "0" becomes CPUAffinity=0, and systemd applies it to the process."""
+    assert "\nCPUAffinity=0\n" in host.file(UNIT).content_string
+    status = host.file(f"/proc/{_main_pid(host)}/status").content_string
+    assert [line.split()[-1] for line in status.splitlines() if line.startswith("Cpus_allowed_list:")] == ["0"]
+
+
 def test_environment_comes_from_a_root_only_file(host):
     env_file = host.file(ENV_FILE)
     assert env_file.user == "root" and env_file.group == "root" and env_file.mode == 0o600
