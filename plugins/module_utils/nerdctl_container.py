@@ -20,6 +20,8 @@ import json
 import os
 import re
 
+from ansible_collections.erdma.pd.plugins.module_utils.cpu_list import is_cpu_list, normalize_cpu_list
+
 HASH_LABEL = "io.erdma-pd.config-hash"
 FLAVOURS = ("nerdctl", "docker", "podman")
 RESTART_POLICIES = ("no", "always", "unless-stopped", "on-failure")
@@ -35,7 +37,6 @@ OPTIONAL_CONFIG_KEYS = ("env_file", "env_file_digest", "cpuset_cpus")
 # What results show instead of an environment value (values may be secrets).
 HIDDEN = "(value hidden)"
 
-_CPUSET = re.compile(r"^[0-9]+(-[0-9]+)?(,[0-9]+(-[0-9]+)?)*$")
 _ULIMIT = re.compile(r"^([A-Za-z_]+)=(-?\d+|unlimited)(?::(-?\d+|unlimited))?$")
 
 
@@ -134,8 +135,8 @@ def desired_config(params, read=None):
     for path in env_files:
         if not path.startswith("/"):
             raise ContainerError("env_file %r must be an absolute path" % (path,))
-    cpuset = str(params.get("cpuset_cpus") or "").replace(" ", "")
-    if cpuset and not _CPUSET.match(cpuset):
+    cpuset = normalize_cpu_list(params.get("cpuset_cpus") or "")
+    if not is_cpu_list(cpuset):
         raise ContainerError("cpuset_cpus %r is not a CPU list (0-7, 0,2,4-5)" % (params.get("cpuset_cpus"),))
     return {
         "image": params["image"],

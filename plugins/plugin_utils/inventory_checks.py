@@ -21,6 +21,7 @@ import ipaddress
 import re
 
 from ansible_collections.erdma.pd.plugins.module_utils import vllm_pd
+from ansible_collections.erdma.pd.plugins.module_utils.cpu_list import expand_cpu_list, is_cpu_list
 
 WILDCARDS = ("0.0.0.0", "::")
 DAY_S = 86400
@@ -154,33 +155,11 @@ def devices(value, pattern=None, required=False):
     return None
 
 
-_CPU_LIST = re.compile(r"^[0-9]+(-[0-9]+)?(,[0-9]+(-[0-9]+)?)*$")
-
-
-def expand_cpu_list(text):
-    """'0-3,8' -> [0, 1, 2, 3, 8] (the kernel's and systemd's CPU list syntax); ValueError when malformed."""
-    text = str(text).strip().replace(" ", "")
-    if not _CPU_LIST.match(text):
-        raise ValueError(text)
-    cpus = set()
-    for part in text.split(","):
-        first, _sep, last = part.partition("-")
-        low, high = int(first), int(last or first)
-        if high < low:
-            raise ValueError(part)
-        cpus.update(range(low, high + 1))
-    return sorted(cpus)
-
-
 def cpu_list(value):
     """A CPU list for CPUAffinity= / --cpuset-cpus ('0-7', '0,2,4-5'), or empty for no binding."""
-    if value in (None, ""):
+    if is_cpu_list(value):
         return None
-    try:
-        expand_cpu_list(value)
-    except ValueError:
-        return "is not a CPU list (numbers and ranges such as 0-7 or 0,2,4-5; empty: no binding)"
-    return None
+    return "is not a CPU list (numbers and ranges such as 0-7 or 0,2,4-5; empty: no binding)"
 
 
 def offline_cpus(wanted, online_text):

@@ -338,7 +338,7 @@ def test_cpuset_becomes_a_flag_and_changes_the_hash_only_when_set():
     assert nc.config_hash(free) == nc.config_hash(nc.desired_config(params(cpuset_cpus="")))
 
 
-@pytest.mark.parametrize("bad", ["0-", "all", "0-3 --privileged", "1,,2"])
+@pytest.mark.parametrize("bad", ["0-", "all", "0-3 --privileged", "1,,2", "3-1", "0\n1"])
 def test_a_cpuset_that_is_not_a_cpu_list_is_refused(bad):
     with pytest.raises(nc.ContainerError, match="not a CPU list"):
         nc.desired_config(params(cpuset_cpus=bad))

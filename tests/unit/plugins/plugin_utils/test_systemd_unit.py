@@ -164,12 +164,14 @@ def test_cpu_affinity_renders_only_when_given():
 
 def test_the_cpu_affinity_check_of_the_tasks_refuses_an_injection():
     """The template writes CPUAffinity as given: the assert in tasks/service.yml must refuse all else."""
-    import re
+    from ansible_collections.erdma.pd.plugins.test.cpu_list import TestModule
     tasks = yaml.safe_load((ROOT / "roles/_common/tasks/service.yml").read_text())
     that = [cond for cond in tasks[0]["ansible.builtin.assert"]["that"] if "_common_service_cpu_affinity" in cond]
-    pattern = re.search(r"regex\('(.*)'\)", that[0]).group(1)
-    assert re.search(pattern, "0-7,9") and re.search(pattern, "")
-    assert not re.search(pattern, "0-7\nExecStartPre=/bin/sh") and not re.search(pattern, "0 7")
+    assert that == ["_common_service_cpu_affinity is erdma.pd.cpu_list"]
+    is_cpu_list = TestModule().tests()["cpu_list"]
+    assert is_cpu_list("0-7,9") and is_cpu_list("")
+    for injection in ("0-7\nExecStartPre=/bin/sh", "0\n", "0 7", "0;7", "3-1"):
+        assert not is_cpu_list(injection), injection
 
 
 @pytest.mark.parametrize("variable", ["argv", "_common_service_description", "_common_service_user",
