@@ -1,0 +1,197 @@
+"""Faults with the real engines (issue 14): the Mooncake master SIGKILLed under traffic, a decode engine
+killed mid-stream, the prefill engine killed, the proxy killed; each time the
+services come back by themselves (systemd Restart=, enabled units) and the PD path works again, proven by
+the decode engines' external KV hits. Then the roles' next run changes nothing.
+
+Runs after test_pd_e2e.py (alphabetical order): the lab is converged and its KV path proven. Every
+client call is bounded, so that a hang fails a test instead of stopping CI.
+"""
+import json
+import os
+import pathlib
+import shutil
+import subprocess
+import time
+
+import pytest
+
+from fault_kit import (Stream, Traffic, api_key, backend_urls, block_size, completion_body, external_hits,
+                       fresh_prompt, http, kv_loaded_through_proxy, on_node, proxy_config,
+                       proxy_health, proxy_url, unit_of, unit_pid, wait_for)
+from lab_names import DECODE, MASTER, PREFILL
+
+# A request through the proxy while the master is down or back: it answers or fails with a clear error
+# within this bound (the store client's calls to a dead master give up after ~4 s each; a request makes
+# a few of them on P and on D).
+REQUEST_BOUND_S = 30
+# The whole path, store included, must be back this long after the master was killed.
+PD_BACK_BOUND_S = 120
+# An engine restarted by systemd is ready within this (vLLM CPU: 45-65 s measured, 2 shared cores).
+ENGINE_BACK_BOUND_S = 240
+
+
+@pytest.fixture(scope="module")
+def lab():
+    proxy = proxy_url()
+    status, health = proxy_health(proxy)
+    assert status == 200, f"the proxy is not ready before the faults: {health}"
+    prefills, decodes = backend_urls(proxy, "prefill"), backend_urls(proxy, "decode")
+    return {"proxy": proxy, "key": api_key(), "prefills": prefills, "decodes": decodes,
+            "block": block_size(decodes[0]), "config": proxy_config()}
+
+
+def pd_path_works(lab_):
+    """One fresh prompt through the proxy: answered, and its KV loaded by a decode engine from Mooncake."""
+    status, tokens, loaded = kv_loaded_through_proxy(lab_["proxy"], lab_["key"], lab_["prefills"][0],
+                                                     lab_["decodes"], lab_["block"])
+    return status == 200 and tokens - lab_["block"] <= loaded <= tokens
+
+
+def assert_bounded_and_clear(outcomes, bound):
+    assert outcomes, "no request was sent"
+    slow = [o for o in outcomes if o.seconds > bound]
+    unclear = [o for o in outcomes if o.error is not None and o.status is None]
+    assert not slow, f"requests took longer than {bound}s: {slow[:5]}"
+    assert not unclear, f"requests failed without an HTTP answer: {unclear[:5]}"
+
+
+def master_state():
+    out = on_node(MASTER, "systemctl show --property MainPID,NRestarts,ActiveState mooncake-master")
+    return dict(line.split("=", 1) for line in out.splitlines())
+
+
+def test_negative_control_a_prompt_not_in_the_store_gives_no_external_hits(lab):
+    """Straight to decode, a prompt that prefill never stored: the engines' counter must stay still, so the
+    positive assertions cannot pass by accident (a local prefix cache, a counter that always moves)."""
+    prompt, _tokens = fresh_prompt(lab["prefills"][0], 2 * lab["block"] + 1)
+    before = external_hits(lab["decodes"])
+    status, text = http("POST", lab["decodes"][0] + "/v1/completions", completion_body(prompt), key=lab["key"])
+    assert status == 200, text
+    assert external_hits(lab["decodes"]) - before == 0
+
+
+def test_master_sigkill_under_traffic(lab):
+    """The master SIGKILLed while clients send all four kinds of request: each answers or fails with a clear
+    error within REQUEST_BOUND_S; systemd restarts the master; the PD path is back without Ansible."""
+    prompts = [fresh_prompt(lab["prefills"][0], 2 * lab["block"] + 1)[0] for _ in range(4)]
+    # Stored before the kill: the master's restart empties the store, so decode must not find it afterwards.
+    stored_before, _tokens = fresh_prompt(lab["prefills"][0], 2 * lab["block"] + 1)
+    assert http("POST", lab["prefills"][0] + "/v1/completions", completion_body(stored_before, max_tokens=1),
+                key=lab["key"])[0] == 200
+    before = master_state()
+    with Traffic(lab["proxy"], lab["key"], prompts, concurrency=2, timeout=REQUEST_BOUND_S + 30) as traffic:
+        time.sleep(3)
+        on_node(MASTER, "systemctl kill --signal=KILL mooncake-master")
+        killed = time.monotonic()
+
+        def master_restarted():
+            now = master_state()
+            return (now["ActiveState"] == "active" and now["MainPID"] not in ("0", before["MainPID"])
+                    and int(now["NRestarts"]) > int(before["NRestarts"]))
+        master_back = wait_for(master_restarted, 60, "the master restarted by systemd", step=0.5)
+        pd_back = wait_for(lambda: pd_path_works(lab), PD_BACK_BOUND_S, "the PD path back after the master's kill",
+                           step=2) + master_back
+        time.sleep(3)  # a few requests on the recovered path
+    outcomes = traffic.outcomes
+    failed = [o for o in outcomes if o.error]
+    print(f"master SIGKILL: back (systemd) after {master_back:.1f}s, PD path with KV hits after {pd_back:.1f}s; "
+          f"{len(outcomes)} requests, {len(failed)} failed, slowest {max(o.seconds for o in outcomes):.1f}s")
+    for outcome in failed[:8]:
+        print(f"  {outcome}")
+    assert_bounded_and_clear(outcomes, REQUEST_BOUND_S)
+    # After the restart the store is empty: what P stored before the kill is not found by decode.
+    hits_before = external_hits(lab["decodes"])
+    assert http("POST", lab["decodes"][0] + "/v1/completions", completion_body(stored_before),
+                key=lab["key"])[0] == 200
+    assert external_hits(lab["decodes"]) - hits_before == 0, "decode loaded KV that the killed master held"
+    assert killed and pd_back <= PD_BACK_BOUND_S
+
+
+def backend_healthy(proxy, role, url):
+    status, health = proxy_health(proxy)
+    del status
+    return next(b["healthy"] for b in health[role]["backends"] if b["url"] == url)
+
+
+def test_decode_killed_mid_stream(lab):
+    """A decode engine SIGKILLed while it streams: the client's stream ends with an error event (no hang),
+    the proxy takes the backend out within one health interval (+ its timeout), systemd restarts the
+    engine, the proxy takes it back, and the restarted engine loads the KV that prefill stores afterwards."""
+    decode_url = lab["decodes"][0]
+    unit = unit_of(DECODE, "vllm-pd-*")
+    interval, probe_timeout = lab["config"]["health_interval"], lab["config"]["health_timeout"]
+    prompt, tokens = fresh_prompt(lab["prefills"][0], 16)
+    body = completion_body(prompt, max_tokens=480 - tokens)
+    stream = Stream(lab["proxy"], "/v1/completions", body, lab["key"], read_timeout=30)
+    assert stream.status == 200
+    for _ in range(3):
+        assert stream.next_event() is not None, "the stream ended before the kill"
+    on_node(DECODE, f"systemctl kill --signal=KILL {unit}")
+    killed = time.monotonic()
+    stream.read_to_end()
+    stream_ended = time.monotonic() - killed
+    errors = stream.errors()
+    marked_down = wait_for(lambda: not backend_healthy(lab["proxy"], "decode", decode_url), interval + probe_timeout
+                           + 2, "the proxy taking the killed decode out", step=0.2)
+    print(f"decode SIGKILL mid-stream: {len(stream.events)} events, the stream ended {stream_ended:.1f}s after the "
+          f"kill with {errors}; out of the proxy after {marked_down:.1f}s (interval {interval}s)")
+    assert stream_ended < 10 and errors and errors[0]["code"] in (502, 504), stream.events[-3:]
+    assert stream.events[-1] != "[DONE]"
+
+    others = [url for url in lab["decodes"] if url != decode_url]
+    status, text = http("POST", lab["proxy"] + "/v1/completions", completion_body(prompt), key=lab["key"],
+                        timeout=60)
+    if others:  # xPyD: the remaining decodes take the traffic
+        assert status == 200, text
+    else:       # one decode: refused at once, saying why
+        assert status == 503 and "no decode backend is available" in json.loads(text)["error"]["message"]
+
+    back = wait_for(lambda: backend_healthy(lab["proxy"], "decode", decode_url), ENGINE_BACK_BOUND_S,
+                    "the killed decode back in the proxy", step=2)
+    assert int(on_node(DECODE, f"systemctl show --property NRestarts --value {unit}")) >= 1
+    # Restarted alone (prefill and master kept running): it loads the KV that prefill stores afterwards.
+    status, tokens, loaded = kv_loaded_through_proxy(lab["proxy"], lab["key"], lab["prefills"][0], [decode_url],
+                                                     lab["block"])
+    print(f"decode back in the proxy {back:.0f}s after its kill; then loaded {loaded:.0f} of {tokens} prompt "
+          "tokens from Mooncake")
+    assert status == 200 and tokens - lab["block"] <= loaded <= tokens
+
+
+def test_prefill_killed_fails_fast_then_comes_back(lab):
+    """The prefill engine SIGKILLed: requests fail at once with a clear 503 while it is down; systemd
+    restarts it and the PD path works again, without Ansible."""
+    unit = unit_of(PREFILL, "vllm-pd-*")
+    on_node(PREFILL, f"systemctl kill --signal=KILL {unit}")
+    started = time.monotonic()
+    status, text = http("POST", lab["proxy"] + "/v1/completions", completion_body("prefill is down"),
+                        key=lab["key"], timeout=REQUEST_BOUND_S)
+    answered = time.monotonic() - started
+    assert status == 503 and "no prefill backend" in json.loads(text)["error"]["message"], text
+    assert answered < 10
+    back = wait_for(lambda: pd_path_works(lab), ENGINE_BACK_BOUND_S, "the PD path after the prefill's kill", step=3)
+    assert int(on_node(PREFILL, f"systemctl show --property NRestarts --value {unit}")) >= 1
+    print(f"prefill SIGKILL: 503 in {answered:.2f}s while down; the PD path works again {back:.0f}s after the kill")
+
+
+def test_proxy_killed_comes_back_by_itself(lab):
+    before = unit_pid(MASTER, "pd-proxy")
+    on_node(MASTER, "systemctl kill --signal=KILL pd-proxy")
+    back = wait_for(lambda: unit_pid(MASTER, "pd-proxy") not in (0, before)
+                    and proxy_health(lab["proxy"])[0] == 200, 60, "the proxy restarted by systemd", step=0.5)
+    print(f"proxy SIGKILL: serving again after {back:.1f}s")
+    assert pd_path_works(lab)
+
+
+def test_next_converge_changes_nothing_after_the_faults():
+    """The roles' next run (the scenario's converge, as site.yml) finds every fault repaired: changed=0."""
+    ephemeral = pathlib.Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"])
+    playbook = shutil.which("ansible-playbook")
+    out = subprocess.run([playbook, "--inventory", str(ephemeral / "inventory"),
+                          str(pathlib.Path(__file__).resolve().parents[1] / "converge.yml")],
+                         capture_output=True, text=True, check=False, timeout=600)
+    recap = out.stdout[out.stdout.rfind("PLAY RECAP"):]
+    print(recap)
+    assert out.returncode == 0, out.stdout[-3000:]
+    for name in (MASTER, PREFILL, DECODE):
+        assert f"{name}" in recap
+    assert recap.count("changed=0") == recap.count("ok="), recap
