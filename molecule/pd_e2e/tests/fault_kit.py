@@ -87,8 +87,8 @@ def wait_for(predicate, timeout, what, step=1.0):
         try:
             if predicate():
                 return time.monotonic() - started
-        except (OSError, http_client.HTTPException, ValueError):
-            pass  # a service on its way back refuses or resets: not yet
+        except (OSError, http_client.HTTPException, ValueError, AssertionError):
+            pass  # a service on its way back refuses, resets or answers 503: not yet
         time.sleep(step)
     raise AssertionError(f"{what}: not within {timeout}s")
 

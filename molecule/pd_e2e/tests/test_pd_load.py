@@ -19,7 +19,7 @@ LEVELS = (1, 4, 8)
 # Growth allowed from the first sample (after a warm-up level) to the last: far below a leak of one
 # buffer per request (thousands of requests), above allocator noise.
 PROXY_GROWTH_KIB = 16 * 1024
-MASTER_GROWTH_KIB = 16 * 1024
+MASTER_GROWTH_KIB = 32 * 1024
 
 
 @pytest.fixture(scope="module")
