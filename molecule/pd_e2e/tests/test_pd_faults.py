@@ -88,8 +88,7 @@ def test_decode_killed_mid_stream(lab):
     body = completion_body(prompt, max_tokens=480 - tokens)
     stream = Stream(lab["proxy"], "/v1/completions", body, lab["key"], read_timeout=30)
     assert stream.status == 200
-    for _ in range(3):
-        assert stream.next_event() is not None, "the stream ended before the kill"
+    assert stream.next_event() is not None, "the stream ended before the kill"
     on_node(DECODE, f"systemctl kill --signal=KILL {unit}")
     killed = time.monotonic()
     stream.read_to_end()
