@@ -10,8 +10,8 @@ instead of stopping CI.
 import json
 import os
 import pathlib
-import shutil
 import subprocess
+import sys
 import time
 
 import pytest
@@ -106,8 +106,9 @@ def test_decode_killed_mid_stream(lab):
                         timeout=60)
     if others:  # xPyD: the remaining decodes take the traffic
         assert status == 200, text
-    else:       # one decode: refused at once, saying why
-        assert status == 503 and "no decode backend is available" in json.loads(text)["error"]["message"]
+    else:       # one decode: refused at once, saying why, and the proxy's /health says it too
+        assert status == 503 and "no decode backend is available" in json.loads(text)["error"]["message"], text
+        assert proxy_health(lab["proxy"])[0] == 503
 
     back = wait_for(lambda: backend_healthy(lab["proxy"], "decode", decode_url), ENGINE_BACK_BOUND_S,
                     "the killed decode back in the proxy", step=2)
@@ -150,7 +151,7 @@ def test_next_converge_changes_nothing_after_the_faults():
     (Before the master's kill: after that the mooncake role reports the restart and, by design, the
     vllm_pd role restarts the engines so that they register with the new master.)"""
     ephemeral = pathlib.Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"])
-    playbook = shutil.which("ansible-playbook")
+    playbook = str(pathlib.Path(sys.executable).parent / "ansible-playbook")  # the venv that runs the tests
     out = subprocess.run([playbook, "--inventory", str(ephemeral / "inventory"),
                           str(pathlib.Path(__file__).resolve().parents[1] / "converge.yml")],
                          capture_output=True, text=True, check=False, timeout=600)
