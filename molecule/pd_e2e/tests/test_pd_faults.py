@@ -114,8 +114,12 @@ def test_decode_killed_mid_stream(lab):
                     "the killed decode back in the proxy", step=2)
     assert int(on_node(DECODE, f"systemctl show --property NRestarts --value {unit}")) >= 1
     # Restarted alone (prefill and master kept running): it loads the KV that prefill stores afterwards.
-    status, tokens, loaded = kv_loaded_through_proxy(lab["proxy"], lab["key"], lab["prefills"][0], [decode_url],
-                                                     lab["block"])
+    # Up to three fresh prompts: vLLM's connector saves asynchronously and one request can miss its KV (README).
+    for _attempt in range(3):
+        status, tokens, loaded = kv_loaded_through_proxy(lab["proxy"], lab["key"], lab["prefills"][0], [decode_url],
+                                                         lab["block"])
+        if status == 200 and tokens - lab["block"] <= loaded <= tokens:
+            break
     print(f"decode back in the proxy {back:.0f}s after its kill; then loaded {loaded:.0f} of {tokens} prompt "
           "tokens from Mooncake")
     assert status == 200 and tokens - lab["block"] <= loaded <= tokens
@@ -143,7 +147,9 @@ def test_proxy_killed_comes_back_by_itself(lab):
     back = wait_for(lambda: unit_pid(MASTER, "pd-proxy") not in (0, before)
                     and proxy_health(lab["proxy"])[0] == 200, 60, "the proxy restarted by systemd", step=0.5)
     print(f"proxy SIGKILL: serving again after {back:.1f}s")
-    assert pd_path_works(lab)
+    # The first request after the restart may miss its KV by the connector's save race (README, 'Not every
+    # request's KV arrives'): the path must work within a few fresh prompts.
+    wait_for(lambda: pd_path_works(lab), 30, "the PD path through the restarted proxy", step=0.5)
 
 
 def changed_tasks(stdout):
