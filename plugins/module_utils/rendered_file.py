@@ -43,14 +43,19 @@ def parse_mode(mode):
 
 
 def ids_of(owner, group):
-    try:
-        uid = pwd.getpwnam(owner).pw_uid
-    except KeyError:
-        raise FileError("owner %r does not exist on this host" % (owner,))
-    try:
-        gid = grp.getgrnam(group).gr_gid
-    except KeyError:
-        raise FileError("group %r does not exist on this host" % (group,))
+    """(uid, gid) of OWNER and GROUP; None for one not given (a new file gets the module's own, an existing
+    file keeps its own)."""
+    uid = gid = None
+    if owner is not None:
+        try:
+            uid = pwd.getpwnam(owner).pw_uid
+        except KeyError:
+            raise FileError("owner %r does not exist on this host" % (owner,))
+    if group is not None:
+        try:
+            gid = grp.getgrnam(group).gr_gid
+        except KeyError:
+            raise FileError("group %r does not exist on this host" % (group,))
     return uid, gid
 
 
@@ -79,7 +84,7 @@ def plan(path, content, mode, uid, gid):
         changes.append("content")
     if old_mode != mode:
         changes.append("mode")
-    if (old_uid, old_gid) != (uid, gid):
+    if (uid is not None and old_uid != uid) or (gid is not None and old_gid != gid):
         changes.append("owner")
     return changes
 
@@ -92,7 +97,7 @@ def write_atomically(path, content, mode, uid, gid, validate=None):
     handle, temporary = tempfile.mkstemp(prefix=".%s." % os.path.basename(path), dir=directory)
     try:
         os.fchmod(handle, mode)
-        os.fchown(handle, uid, gid)
+        os.fchown(handle, -1 if uid is None else uid, -1 if gid is None else gid)
         with os.fdopen(handle, "wb") as out:
             out.write(content)
             out.flush()
@@ -107,7 +112,7 @@ def write_atomically(path, content, mode, uid, gid, validate=None):
 
 
 def fix_attributes(path, mode, uid, gid):
-    os.chown(path, uid, gid)
+    os.chown(path, -1 if uid is None else uid, -1 if gid is None else gid)
     os.chmod(path, mode)
 
 
@@ -160,7 +165,7 @@ def apply(params, check_mode, run=None):
         raise FileError("give content or secret_content")
     content = text.encode("utf-8")
     mode = parse_mode(params["mode"])
-    uid, gid = ids_of(params["owner"], params["group"])
+    uid, gid = ids_of(params.get("owner"), params.get("group"))
     validate = validator(params.get("validate"), run)
     created_parent = ensure_parent(path, params.get("parent_mode"), check_mode)
     changes = ["create"] if created_parent else plan(path, content, mode, uid, gid)

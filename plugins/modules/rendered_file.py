@@ -40,13 +40,14 @@ options:
     type: raw
     required: true
   owner:
-    description: The owner; must exist on the host.
+    description:
+      - The owner; must exist on the host.
+      - Without it a new file belongs to the user the module runs as and an existing one keeps its owner
+        (a report on the control node, written by whoever runs Ansible).
     type: str
-    default: root
   group:
-    description: The group; must exist on the host.
+    description: The group; must exist on the host. Without it, as O(owner) says.
     type: str
-    default: root
   validate:
     description:
       - A command that checks the new content before it replaces the file, with C(%s) for the file to check
@@ -124,8 +125,8 @@ def main():
             content=dict(type="str"),
             secret_content=dict(type="str", no_log=True),
             mode=dict(type="raw", required=True),
-            owner=dict(type="str", default="root"),
-            group=dict(type="str", default="root"),
+            owner=dict(type="str"),
+            group=dict(type="str"),
             validate=dict(type="str"),
             parent_mode=dict(type="raw"),
         ),
