@@ -83,6 +83,7 @@ class FilterModule(object):
             "vllm_pd_engine_args": _wrap(engine_args),
             "vllm_pd_consistency": _wrap(consistency),
             "vllm_pd_missing_pins": _wrap(missing_pins),
+            "missing_pins": _wrap(missing_pins),
             "vllm_pd_rdma_device_problems": _wrap(rdma_device_problems),
             "vllm_pd_devinfo": _wrap(devinfo),
             "vllm_pd_empty_device_entries": _wrap(empty_device_entries),
