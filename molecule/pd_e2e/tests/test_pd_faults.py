@@ -197,7 +197,7 @@ def test_next_converge_changes_nothing_after_the_faults(lab):
 def test_master_sigkill_under_traffic(lab):
     """The master SIGKILLed while clients send all four kinds of request: each answers or fails with a clear
     error within REQUEST_BOUND_S; systemd restarts the master; the PD path is back without Ansible."""
-    prompts = [fresh_prompt(lab["prefills"][0], 2 * lab["block"] + 1)[0] for _ in range(4)]
+    prompts = [fresh_prompt(lab["prefills"][0], 2 * lab["block"] + 1)[0] for _prompt in range(4)]
     # Stored before the kill: the master's restart empties the store, so decode must not find it afterwards.
     stored_before, _tokens = fresh_prompt(lab["prefills"][0], 2 * lab["block"] + 1)
     assert http("POST", lab["prefills"][0] + "/v1/completions", completion_body(stored_before, max_tokens=1),
