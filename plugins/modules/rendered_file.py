@@ -71,7 +71,8 @@ attributes:
     platforms: posix
 notes:
   - A file that exists but is not a regular file (a link, a directory) is refused, never replaced.
-  - Unlike M(ansible.builtin.template) it keeps no backup.
+  - Unlike M(ansible.builtin.template) it keeps no backup, and sets no SELinux context (a new file gets its
+    directory's default; the hosts this collection targets, Ubuntu and Debian, do not use SELinux).
 """
 
 EXAMPLES = r"""
