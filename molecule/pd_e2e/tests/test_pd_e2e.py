@@ -18,19 +18,12 @@ import pytest
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[3] / "lab"))
 from demo import http, metric  # noqa: E402  pylint: disable=wrong-import-position
 from lab_names import DECODE, MASTER, PREFILL  # noqa: E402  pylint: disable=wrong-import-position
+from fault_kit import PROXY_PORT, node_ip  # noqa: E402  pylint: disable=wrong-import-position
 
 testinfra_hosts = [f"podman://{MASTER}"]
 
-PROXY_PORT = 9000
 WORDS = ("the quick brown fox jumps over a lazy dog while seven wizards quietly judge "
          "boxing matches near an old stone bridge").split()
-
-
-def node_ip(name):
-    out = subprocess.run(["podman", "inspect", "--format",
-                          "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", name],
-                         capture_output=True, text=True, check=True, timeout=30)
-    return out.stdout.strip()
 
 
 @pytest.fixture(scope="module")
