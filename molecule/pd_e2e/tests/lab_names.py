@@ -10,3 +10,4 @@ PREFIX = os.environ.get("E2E_PREFIX") or "e2e"
 MASTER = f"{PREFIX}-master"
 PREFILL = f"{PREFIX}-prefill"
 DECODE = f"{PREFIX}-decode"
+DECODE2 = f"{PREFIX}-decode2"  # the decode engine host of the container runtime (podman)

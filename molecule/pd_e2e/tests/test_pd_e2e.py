@@ -17,7 +17,7 @@ import pytest
 # The demo's HTTP and Prometheus helpers: one copy serves `make lab` and this proof.
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[3] / "lab"))
 from demo import http, metric  # noqa: E402  pylint: disable=wrong-import-position
-from lab_names import DECODE, MASTER, PREFILL  # noqa: E402  pylint: disable=wrong-import-position
+from lab_names import DECODE, DECODE2, MASTER, PREFILL  # noqa: E402  pylint: disable=wrong-import-position
 from fault_kit import PROXY_PORT, node_ip  # noqa: E402  pylint: disable=wrong-import-position
 
 testinfra_hosts = [f"podman://{MASTER}"]
@@ -50,7 +50,14 @@ def engines(proxy):
     status, text = http("GET", proxy + "/health")
     assert status == 200, f"proxy not ready: {text}"
     health = json.loads(text)
-    return {"prefill": health["prefill"]["backends"][0]["url"], "decode": health["decode"]["backends"][0]["url"]}
+    return {"prefill": health["prefill"]["backends"][0]["url"], "decode": health["decode"]["backends"][0]["url"],
+            "decodes": [b["url"] for b in health["decode"]["backends"]]}
+
+
+def decode_hits(engines):
+    """External KV hits summed over every decode engine (the proxy picks one of them per request)."""
+    return sum(metric(http("GET", url + "/metrics")[1], "vllm:external_prefix_cache_hits_total")
+               for url in engines["decodes"])
 
 
 def make_prompt(engine_url, tokens=200):
@@ -96,6 +103,7 @@ def test_prompt_is_prefilled_on_p_and_its_kv_loaded_by_d(host, proxy, engines, a
     # (host: keeps pytest from reordering; this proof runs before the decode engine is stopped)
     p_before = http("GET", engines["prefill"] + "/metrics")[1]
     d_before = http("GET", engines["decode"] + "/metrics")[1]
+    hits_before = decode_hits(engines)
     # KV moves in whole blocks and the last prompt token is always computed on D: a prompt of two
     # blocks and a bit must load at least its first two blocks.
     block = block_size(d_before)
@@ -104,10 +112,8 @@ def test_prompt_is_prefilled_on_p_and_its_kv_loaded_by_d(host, proxy, engines, a
     through_proxy = completion(proxy, prompt, api_key)
 
     p_after = http("GET", engines["prefill"] + "/metrics")[1]
-    d_after = http("GET", engines["decode"] + "/metrics")[1]
     prefilled = metric(p_after, "vllm:prompt_tokens_total") - metric(p_before, "vllm:prompt_tokens_total")
-    loaded = (metric(d_after, "vllm:external_prefix_cache_hits_total")
-              - metric(d_before, "vllm:external_prefix_cache_hits_total"))
+    loaded = decode_hits(engines) - hits_before
     print(f"prompt {tokens} tokens; P prefilled {prefilled:.0f}; D loaded {loaded:.0f} from Mooncake (block {block})")
     assert prefilled == tokens, "P did not prefill the prompt exactly once"
     assert tokens - block <= loaded <= tokens, "D did not load the prompt's KV from the store"
@@ -119,6 +125,32 @@ def test_prompt_is_prefilled_on_p_and_its_kv_loaded_by_d(host, proxy, engines, a
     single_logprobs = alone["logprobs"]["token_logprobs"][:4]
     assert through_proxy["logprobs"]["tokens"][:4] == alone["logprobs"]["tokens"][:4]
     assert all(abs(a - b) < 1e-2 for a, b in zip(pd_logprobs, single_logprobs)), (pd_logprobs, single_logprobs)
+
+
+def backend_split(proxy):
+    text = http("GET", proxy + "/metrics")[1]
+    return {url: float(n) for url, n in re.findall(
+        r'^pd_proxy_backend_requests_total\{backend="([^"]+)",role="decode"\} ([0-9.e+]+)$', text, re.M)}
+
+
+def test_both_decodes_load_kv_from_the_store_and_the_proxy_balances_them(host, proxy, engines, api_key):  # pylint: disable=unused-argument
+    """xPyD: the venv decode and the container decode (e2e-decode2, podman) each load the KV that the venv
+    prefill stored in Mooncake, and the proxy shares the requests between them (its per-backend counter)."""
+    assert len(engines["decodes"]) == 2, engines
+    before_split = backend_split(proxy)
+    before_hits = {url: metric(http("GET", url + "/metrics")[1], "vllm:external_prefix_cache_hits_total")
+                   for url in engines["decodes"]}
+    block = block_size(http("GET", engines["decodes"][0] + "/metrics")[1])
+    for _attempt in range(8):
+        prompt, _tokens = make_prompt(engines["prefill"], tokens=2 * block + 1)
+        completion(proxy, prompt, api_key, max_tokens=4)
+    split = {url: backend_split(proxy).get(url, 0.0) - before_split.get(url, 0.0) for url in engines["decodes"]}
+    hits = {url: metric(http("GET", url + "/metrics")[1], "vllm:external_prefix_cache_hits_total") - before_hits[url]
+            for url in engines["decodes"]}
+    print(f"8 requests through the proxy: decode split {split}; KV tokens each decode loaded from Mooncake {hits}")
+    assert sum(split.values()) == 8
+    assert all(n >= 2 for n in split.values()), f"the proxy did not balance the decodes: {split}"
+    assert all(n >= 2 * block for n in hits.values()), f"a decode did not load the prompts' KV from the store: {hits}"
 
 
 def test_proxy_metrics_saw_the_requests(host, proxy):  # pylint: disable=unused-argument
@@ -177,14 +209,14 @@ def test_acceptance_report_passes_with_the_pd_path_and_its_kv_hits():
     directory = pathlib.Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "acceptance"
     report = json.loads((directory / "acceptance.json").read_text())
     assert report["passed"] and report["problems"] == [], report["problems"]
-    assert sorted(e["stage"] for e in report["engines"]) == ["decode", "prefill"]
+    assert sorted(e["stage"] for e in report["engines"]) == ["decode", "decode", "prefill"]
     assert all(e["ready"] for e in report["engines"])
     assert report["store"]["ok"] and report["store"]["protocol"] == "tcp"
     assert report["completion"]["status"] == 200 and report["completion"]["external_hits"] > 0
     # No NIC in the lab: every engine host is reported, none expected to have RDMA, the link not measured.
     verify = report["verify"]
-    assert sorted(h["host"] for h in verify["hosts"]) == sorted([DECODE, PREFILL])
-    links = [(link["client"], link["server"], link["result"]) for link in verify["links"]]
-    assert links == [(PREFILL, DECODE, "skipped")]
+    assert sorted(h["host"] for h in verify["hosts"]) == sorted([DECODE, DECODE2, PREFILL])
+    links = sorted((link["client"], link["server"], link["result"]) for link in verify["links"])
+    assert links == [(PREFILL, DECODE, "skipped"), (PREFILL, DECODE2, "skipped")]
     markdown = (directory / "acceptance.md").read_text()
     assert "**PASSED**" in markdown and "## Links (prefill -> decode)" in markdown
