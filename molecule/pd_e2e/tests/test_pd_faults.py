@@ -1,7 +1,8 @@
 """Faults with the real engines (issue 14): the Mooncake master SIGKILLed under traffic, a decode engine
-killed mid-stream, the prefill engine killed, the proxy killed; each time the
-services come back by themselves (systemd Restart=, enabled units) and the PD path works again, proven by
-the decode engines' external KV hits. Then the roles' next run changes nothing.
+killed mid-stream (the other decode keeps the service up; with both away, a clear 503), the whole prefill
+node restarted (podman restart), the proxy killed; each time the services come back by themselves (systemd
+Restart=, enabled units, the container's restart) and the PD path works again, proven by the decode
+engines' external KV hits. Then the roles' next run changes nothing.
 
 Runs after test_pd_e2e.py (alphabetical order): the lab is converged and its KV path proven. Tests run
 in file order; the master's kill comes last. Every client call is bounded, so that a hang fails a test
@@ -12,14 +13,15 @@ import os
 import pathlib
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
 
 from fault_kit import (Stream, Traffic, api_key, backend_urls, block_size, completion_body, external_hits,
-                       fresh_prompt, http, kv_loaded_through_proxy, on_node, proxy_config,
+                       fresh_prompt, http, kv_loaded_through_proxy, node_ip, on_node, proxy_config,
                        proxy_health, proxy_url, unit_of, unit_pid, wait_for)
-from lab_names import DECODE, MASTER, PREFILL
+from lab_names import DECODE, DECODE2, MASTER, PREFILL
 
 # A request through the proxy while the master is down or back: it answers or fails with a clear error
 # within this bound (the store client's calls to a dead master give up after ~4 s each; a request makes
@@ -29,6 +31,8 @@ REQUEST_BOUND_S = 30
 PD_BACK_BOUND_S = 120
 # An engine restarted by systemd is ready within this (vLLM CPU: 45-65 s measured, 2 shared cores).
 ENGINE_BACK_BOUND_S = 240
+# The decode engine's container on the container-runtime host DECODE2 (the role's name for it).
+CONTAINER_ENGINE = "vllm-pd-decode"
 
 
 @pytest.fixture(scope="module")
@@ -101,17 +105,29 @@ def test_decode_killed_mid_stream(lab):
     assert stream_ended < 10 and errors and errors[0]["code"] in (502, 504), stream.events[-3:]
     assert stream.events[-1] != "[DONE]"
 
+    # xPyD: the remaining decode (the container engine on DECODE2) keeps the service up.
     others = [url for url in lab["decodes"] if url != decode_url]
-    status, text = http("POST", lab["proxy"] + "/v1/completions", completion_body(prompt), key=lab["key"],
-                        timeout=60)
-    if others:  # xPyD: the remaining decodes take the traffic
-        assert status == 200, text
-    else:       # one decode: refused at once, saying why, and the proxy's /health says it too
+    assert others, "the scenario runs two decodes"
+    answered = [http("POST", lab["proxy"] + "/v1/completions", completion_body(f"{prompt} {n}"), key=lab["key"],
+                     timeout=60)[0] for n in range(6)]
+    print(f"one decode away: {answered.count(200)}/6 requests answered by the other decode")
+    assert answered == [200] * 6
+    # Every decode away: refused at once, saying why, and the proxy's /health says it too.
+    on_node(DECODE2, f"podman stop --time 5 {CONTAINER_ENGINE}", timeout=120)
+    try:
+        wait_for(lambda: not backend_healthy(lab["proxy"], "decode", others[0]), interval + probe_timeout + 2,
+                 "the proxy taking the stopped container decode out", step=0.2)
+        status, text = http("POST", lab["proxy"] + "/v1/completions", completion_body(prompt), key=lab["key"],
+                            timeout=60)
         assert status == 503 and "no decode backend is available" in json.loads(text)["error"]["message"], text
         assert proxy_health(lab["proxy"])[0] == 503
+    finally:
+        on_node(DECODE2, f"podman start {CONTAINER_ENGINE}", timeout=120)
 
     back = wait_for(lambda: backend_healthy(lab["proxy"], "decode", decode_url), ENGINE_BACK_BOUND_S,
                     "the killed decode back in the proxy", step=2)
+    wait_for(lambda: backend_healthy(lab["proxy"], "decode", others[0]), ENGINE_BACK_BOUND_S,
+             "the container decode back in the proxy", step=2)
     assert int(on_node(DECODE, f"systemctl show --property NRestarts --value {unit}")) >= 1
     # Restarted alone (prefill and master kept running): it loads the KV that prefill stores afterwards.
     # Up to three fresh prompts: vLLM's connector saves asynchronously and one request can miss its KV (README).
@@ -125,20 +141,44 @@ def test_decode_killed_mid_stream(lab):
     assert status == 200 and tokens - lab["block"] <= loaded <= tokens
 
 
-def test_prefill_killed_fails_fast_then_comes_back(lab):
-    """The prefill engine SIGKILLed: requests fail at once with a clear 503 while it is down; systemd
-    restarts it and the PD path works again, without Ansible."""
-    unit = unit_of(PREFILL, "vllm-pd-*")
-    on_node(PREFILL, f"systemctl kill --signal=KILL {unit}")
+def restart_keeping_the_address(name):
+    """Stop a lab node (its systemd shuts down), give it its own address as a fixed one, start it (it boots).
+    A real host comes back at its address (static or reserved); a molecule node would get the next free one."""
+    address = node_ip(name)
+    network = subprocess.run(["podman", "inspect", "--format", "{{range $net, $_ := .NetworkSettings.Networks}}"
+                              "{{$net}}{{end}}", name], capture_output=True, text=True, check=True,
+                             timeout=30).stdout.strip()
+    for argv in (["stop", "--time", "30", name], ["network", "disconnect", network, name],
+                 ["network", "connect", "--ip", address, network, name], ["start", name]):
+        subprocess.run(["podman", *argv], capture_output=True, check=True, timeout=120)
+    assert node_ip(name) == address
+
+
+def test_prefill_node_restarted_fails_fast_then_comes_back(lab):
+    """The whole prefill node restarted (its systemd shuts down and boots again, the enabled units start):
+    while it is away, requests fail at once with a clear 503; then the PD path works again, without Ansible."""
+    booted_before = on_node(PREFILL, "systemctl show --property ActiveEnterTimestamp --value multi-user.target")
+    restart = threading.Thread(target=restart_keeping_the_address, args=(PREFILL,))
+    restart.start()
+    wait_for(lambda: not backend_healthy(lab["proxy"], "prefill", lab["prefills"][0]),
+             lab["config"]["health_interval"] + lab["config"]["health_timeout"] + 25,
+             "the proxy taking the restarting prefill out", step=0.5)
     started = time.monotonic()
     status, text = http("POST", lab["proxy"] + "/v1/completions", completion_body("prefill is down"),
                         key=lab["key"], timeout=REQUEST_BOUND_S)
     answered = time.monotonic() - started
     assert status == 503 and "no prefill backend" in json.loads(text)["error"]["message"], text
     assert answered < 10
-    back = wait_for(lambda: pd_path_works(lab), ENGINE_BACK_BOUND_S, "the PD path after the prefill's kill", step=3)
-    assert int(on_node(PREFILL, f"systemctl show --property NRestarts --value {unit}")) >= 1
-    print(f"prefill SIGKILL: 503 in {answered:.2f}s while down; the PD path works again {back:.0f}s after the kill")
+    restart.join(timeout=300)
+    assert not restart.is_alive()
+    assert node_ip(PREFILL) in lab["prefills"][0]
+    back = wait_for(lambda: pd_path_works(lab), ENGINE_BACK_BOUND_S, "the PD path after the prefill node's restart",
+                    step=3)
+    assert on_node(PREFILL, "systemctl is-enabled " + unit_of(PREFILL, "vllm-pd-*")) == "enabled"
+    booted_after = on_node(PREFILL, "systemctl show --property ActiveEnterTimestamp --value multi-user.target")
+    assert booted_after != booted_before, "the node's systemd did not boot again"
+    print(f"prefill node restart: 503 in {answered:.2f}s while away; the PD path works again {back:.0f}s after "
+          "the node was back")
 
 
 def test_proxy_killed_comes_back_by_itself(lab):
@@ -178,7 +218,7 @@ def test_next_converge_changes_nothing_after_the_faults(lab):
     recap = out.stdout[out.stdout.rfind("PLAY RECAP"):]
     print(recap)
     assert out.returncode == 0, out.stdout[-3000:]
-    for name in (MASTER, PREFILL, DECODE):
+    for name in (MASTER, PREFILL, DECODE, DECODE2):
         assert f"{name}" in recap
     assert recap.count("changed=0") == recap.count("ok="), "\n".join([recap] + changed_tasks(out.stdout))
 

@@ -3,8 +3,8 @@
 The second decode engine host (E2E_PREFIX-decode2) runs roles/vllm_pd's container tasks through the
 erdma.pd.nerdctl_container module with podman as the executable: a real vLLM CPU engine in a container,
 doing PD with the venv prefill engine through the Mooncake store (its KV loads and the proxy's balance are
-proven in test_pd_e2e.py, before any decode restarts alone). These tests prove the container itself, the
-P/D guard over all three engines, a decode taken away, and (from the side effect's summaries) the rolling
+proven in test_pd_e2e.py; one decode taken away, then both, in test_pd_faults.py). These tests prove the
+container itself, the P/D guard over all three engines, and (from the side effect's summaries) the rolling
 change that restarted the decodes one host at a time under load.
 """
 import json
@@ -13,76 +13,20 @@ import pathlib
 import re
 import subprocess
 import sys
-import time
-import uuid
 
-import pytest
-
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[3] / "lab"))
-from demo import http  # noqa: E402  pylint: disable=wrong-import-position
-from lab_names import DECODE, DECODE2, MASTER, PREFILL  # noqa: E402  pylint: disable=wrong-import-position
+from lab_names import DECODE, DECODE2, MASTER, PREFILL
 
 ENGINE = "vllm-pd-decode"  # the container's name on the decode2 host, as the role names it
-PROXY_PORT = 9000
 ROOT = pathlib.Path(__file__).resolve().parents[3]
 EPHEMERAL = pathlib.Path(os.environ.get("MOLECULE_EPHEMERAL_DIRECTORY", "/nonexistent"))
 
 testinfra_hosts = [f"podman://{MASTER}"]
 
 
-def node_ip(name):
-    out = subprocess.run(["podman", "inspect", "--format",
-                          "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", name],
-                         capture_output=True, text=True, check=True, timeout=30)
-    return out.stdout.strip()
-
-
 def on_decode2(*argv, check=True):
     """A command on the decode2 engine host (its own podman is the engine's container CLI)."""
     return subprocess.run(["podman", "exec", DECODE2, *argv], capture_output=True, text=True, check=check,
                           timeout=120)
-
-
-def wait_for(predicate, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(2)
-    raise AssertionError(f"{what}: not within {timeout}s")
-
-
-@pytest.fixture(scope="module")
-def proxy():
-    return f"http://{node_ip(MASTER)}:{PROXY_PORT}"
-
-
-@pytest.fixture(scope="module")
-def api_key():
-    return (EPHEMERAL / "inventory" / "credentials" / "pd_api_key.txt").read_text().split()[0]
-
-
-def health(proxy):
-    status, text = http("GET", proxy + "/health", timeout=10)
-    return status, json.loads(text) if status in (200, 503) else {}
-
-
-@pytest.fixture(scope="module")
-def decodes(proxy):
-    """Decode URL by node: the proxy's backends, matched to the nodes' addresses."""
-    wait_for(lambda: health(proxy)[0] == 200 and health(proxy)[1]["decode"]["healthy"] == 2, 300,
-             "both decodes healthy in the proxy")
-    urls = [b["url"] for b in health(proxy)[1]["decode"]["backends"]]
-    by_node = {}
-    for node in (DECODE, DECODE2):
-        by_node[node] = next(u for u in urls if f"//{node_ip(node)}:" in u)
-    return by_node
-
-
-def completion(proxy, key, prompt, max_tokens=4):
-    body = {"model": "tiny", "prompt": prompt, "max_tokens": max_tokens, "temperature": 0, "ignore_eos": True}
-    status, text = http("POST", proxy + "/v1/completions", body, key=key)
-    return status, text
 
 
 def test_the_second_decode_runs_as_a_container_that_the_role_made_with_podman():
@@ -96,7 +40,10 @@ def test_the_second_decode_runs_as_a_container_that_the_role_made_with_podman():
     host_config = inspect["HostConfig"]
     assert host_config["NetworkMode"] == "host" and not host_config["Privileged"]
     assert "CAP_IPC_LOCK" in host_config["CapAdd"]
-    assert any(u["Name"] in ("memlock", "RLIMIT_MEMLOCK") and u["Soft"] == -1 for u in host_config["Ulimits"])
+    # The ulimits of group_vars/podman_engines.yml (this machine's caps; the role's default on a real host).
+    assert {(u["Name"], u["Soft"], u["Hard"]) for u in host_config["Ulimits"]} >= {
+        ("RLIMIT_NOFILE", 20000, 20000), ("RLIMIT_NPROC", 20000, 20000),
+        ("RLIMIT_STACK", 67108864, 67108864)}, host_config["Ulimits"]
     args = inspect["Config"]["Cmd"] or inspect["Args"]
     assert "--kv-transfer-config" in args and "kv_consumer" in " ".join(args)
     # The API key came through the root-only --env-file, never the command line.
@@ -125,23 +72,6 @@ def test_the_guard_compared_all_three_engines_including_the_image_versions():
     assert re.search(rf"/usr/bin/python3 in localhost/erdma-lab-vllm@sha256:[0-9a-f]+ on {DECODE2} has no vLLM",
                      run.stdout), run.stdout[-3000:]
     assert re.search(rf"{DECODE}\s*:.*changed=0", run.stdout) and "RUNNING HANDLER" not in run.stdout
-
-
-def test_taking_one_decode_away_keeps_the_service_up(proxy, decodes, api_key):
-    on_decode2("podman", "stop", "--time", "30", ENGINE)
-    try:
-        results = [completion(proxy, api_key, f"{uuid.uuid4().hex[:8]} one decode is away")[0]
-                   for _attempt in range(6)]
-        status, state = health(proxy)
-        print(f"decode2's container stopped: {results.count(200)}/6 requests answered; proxy health {status}, "
-              f"{state['decode']['healthy']}/2 decodes healthy")
-        assert results == [200] * 6
-        assert status == 200 and state["decode"]["healthy"] == 1
-    finally:
-        on_decode2("podman", "start", ENGINE)
-    started = time.monotonic()
-    wait_for(lambda: health(proxy)[1].get("decode", {}).get("healthy") == 2, 300, "decode2 back in the proxy")
-    print(f"decode2 back in the proxy {time.monotonic() - started:.0f}s after its container started again")
 
 
 def test_the_rolling_change_restarted_the_decodes_one_at_a_time_and_no_request_failed():
