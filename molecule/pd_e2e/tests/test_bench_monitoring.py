@@ -31,11 +31,22 @@ BENCH_STEP = ROOT / "molecule" / "pd_e2e" / "bench_step.yml"
 DASHBOARD = ROOT / "roles" / "pd_monitoring" / "files" / "grafana" / "dashboards" / "erdma-pd-overview.json"
 
 
-def engine_hosts():
-    """The prefill and decode hosts of the scenario's inventory (molecule.yml's platforms)."""
+def inventory_group(group):
+    """The hosts of a group of the scenario's inventory (molecule.yml's platforms)."""
     inventory = yaml.safe_load((pathlib.Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "inventory"
                                 / "ansible_inventory.yml").read_text())
-    return [h for group in ("prefill", "decode") for h in (inventory.get(group) or {}).get("hosts") or {}]
+    return list((inventory.get(group) or {}).get("hosts") or {})
+
+
+def engine_hosts():
+    """The prefill and decode hosts of the scenario's inventory."""
+    return inventory_group("prefill") + inventory_group("decode")
+
+
+def exporter_hosts():
+    """The engine hosts that run a node exporter: all but the container-runtime host, which runs no systemd
+    (monitoring_step.yml)."""
+    return [h for h in engine_hosts() if h not in inventory_group("podman_engines")]
 
 
 def node_ip(name):
@@ -107,14 +118,20 @@ def test_decode_loaded_the_prompts_from_the_store_through_the_proxy(run, summary
     assert not rows["baseline-c4"]["kv_hit_ratio"], "the decode engine alone found KV it should not have"
 
 
+def engine_pid(node, group):
+    """The engine's main process as the node sees it: its systemd unit's, or its container's (podman_engines)."""
+    if node.backend.get_hostname() in inventory_group("podman_engines"):
+        return node.check_output(f"podman inspect --format '{{{{.State.Pid}}}}' vllm-pd-{group}")
+    return node.check_output(f"systemctl show --property MainPID --value vllm-pd-{group}")
+
+
 def test_each_engine_runs_on_the_cores_the_inventory_gives_it(host):
-    """vllm_pd_cpu_affinity of the lab (prefill core 0, decode core 1) reaches the engines' processes."""
-    inventory = yaml.safe_load((pathlib.Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "inventory"
-                                / "ansible_inventory.yml").read_text())
+    """vllm_pd_cpu_affinity of the lab (prefill core 0, decode core 1) reaches the engines' processes: the
+    venv engines' units (CPUAffinity) and the container engine (--cpuset-cpus)."""
     for group, wanted in (("prefill", "0"), ("decode", "1")):
-        for name in (inventory.get(group) or {}).get("hosts") or {}:
+        for name in inventory_group(group):
             node = host.get_host(f"podman://{name}")
-            pid = node.check_output(f"systemctl show --property MainPID --value vllm-pd-{group}")
+            pid = engine_pid(node, group)
             allowed = node.check_output(f"grep Cpus_allowed_list /proc/{pid}/status").split()[-1]
             assert allowed == wanted, (name, pid, allowed)
 
@@ -161,9 +178,9 @@ def test_prometheus_scrapes_every_target_of_the_inventory():
     for target in targets:
         jobs.setdefault(target["labels"]["job"], []).append(target["health"])
     assert sorted(jobs) == ["mooncake_master", "node", "pd_proxy", "prometheus", "vllm"]
-    # One vllm target per engine and one node exporter per engine host, as many as the inventory has.
+    # One vllm target per engine and one node exporter per engine host that runs one.
     engines = engine_hosts()
-    assert len(jobs["vllm"]) == len(engines) and len(jobs["node"]) == len(set(engines)), (jobs, engines)
+    assert len(jobs["vllm"]) == len(engines) and len(jobs["node"]) == len(exporter_hosts()), (jobs, engines)
     assert all(h == "up" for healths in jobs.values() for h in healths), jobs
 
 
@@ -188,7 +205,7 @@ def test_every_dashboard_panel_returns_data_after_the_bench_run():
 
 def test_erdma_counters_reach_prometheus_from_the_stand_in():
     stats = prometheus('erdma_stat_total{counter="connect_failed_cnt"}')
-    assert len(stats) == len(engine_hosts()) and all(float(s["value"][1]) == 2 for s in stats), stats
+    assert len(stats) == len(exporter_hosts()) and all(float(s["value"][1]) == 2 for s in stats), stats
     assert {s["metric"]["device"] for s in prometheus("erdma_port_active == 1")} == {"erdma_0"}
 
 
