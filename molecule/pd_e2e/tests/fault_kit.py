@@ -17,7 +17,7 @@ import uuid
 # The demo's HTTP and Prometheus helpers: one copy serves `make lab` and these proofs.
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[3] / "lab"))
 from demo import http, metric  # noqa: E402  pylint: disable=wrong-import-position,unused-import
-from lab_names import MASTER  # noqa: E402  pylint: disable=wrong-import-position
+from lab_names import DECODE, DECODE2, MASTER  # noqa: E402  pylint: disable=wrong-import-position
 
 PROXY_PORT = 9000
 MASTER_ADMIN_PORT = 9004
@@ -72,6 +72,51 @@ def unit_of(node, pattern):
     """The one systemd service on a node whose name matches a glob (vllm-pd-prefill, vllm-pd-decode)."""
     out = on_node(node, f"systemctl list-units --all --plain --no-legend --type=service '{pattern}'")
     return out.split()[0]
+
+
+# The decode engine's container on the container-runtime host DECODE2 (the role names it after the stage);
+# DECODE runs the venv runtime, its engine a systemd unit.
+CONTAINER_ENGINE = "vllm-pd-decode"
+
+
+def decode_node(url):
+    """The lab node of a decode backend URL."""
+    return next(name for name in (DECODE, DECODE2) if f"//{node_ip(name)}:" in url)
+
+
+def kill_engine(node):
+    """SIGKILL the engine's main process: a crash, which systemd (Restart=) or the container's restart policy
+    answers. (`podman kill` would count as a stop by the operator: no restart.)"""
+    if node == DECODE2:
+        on_node(node, f"kill -KILL $(podman inspect --format '{{{{.State.Pid}}}}' {CONTAINER_ENGINE})")
+    else:
+        on_node(node, f"systemctl kill --signal=KILL {unit_of(node, 'vllm-pd-*')}")
+
+
+def engine_run(node):
+    """Which run of the engine this is: a new value after every start, a restart after a crash included
+    (systemd's InvocationID of the unit, the container's StartedAt). Not NRestarts: systemd resets it on a
+    manual start only at the next automatic restart."""
+    if node == DECODE2:
+        return on_node(node, f"podman inspect --format '{{{{.State.StartedAt}}}}' {CONTAINER_ENGINE}")
+    return on_node(node, f"systemctl show --property InvocationID --value {unit_of(node, 'vllm-pd-*')}")
+
+
+def stop_engine(node):
+    """Stop the engine without waiting for the end of its stop: in the lab, systemd inside a podman node
+    waits its stop timeout for an empty cgroup (no cgroup notification reaches it), a real host does not."""
+    if node == DECODE2:
+        on_node(node, f"podman stop --time 5 {CONTAINER_ENGINE}", timeout=120)
+    else:
+        on_node(node, f"systemctl stop --no-block {unit_of(node, 'vllm-pd-*')}")
+
+
+def start_engine(node):
+    """Start the engine (systemd queues the start after a stop still under way)."""
+    if node == DECODE2:
+        on_node(node, f"podman start {CONTAINER_ENGINE}", timeout=120)
+    else:
+        on_node(node, f"systemctl start --no-block {unit_of(node, 'vllm-pd-*')}")
 
 
 def rss_kib(node, unit):

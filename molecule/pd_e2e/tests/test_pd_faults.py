@@ -1,8 +1,8 @@
 """Faults with the real engines (issue 14): the Mooncake master SIGKILLed under traffic, a decode engine
 killed mid-stream (the other decode keeps the service up; with both away, a clear 503), the whole prefill
-node restarted (podman restart), the proxy killed; each time the services come back by themselves (systemd
-Restart=, enabled units, the container's restart) and the PD path works again, proven by the decode
-engines' external KV hits. Then the roles' next run changes nothing.
+node restarted (stopped and started, as a reboot), the proxy killed; each time the services come back by
+themselves (systemd Restart=, enabled units, the container's restart) and the PD path works again, proven
+by the decode engines' external KV hits. Then the roles' next run changes nothing.
 
 Runs after test_pd_e2e.py (alphabetical order): the lab is converged and its KV path proven. Tests run
 in file order; the master's kill comes last. Every client call is bounded, so that a hang fails a test
@@ -18,9 +18,10 @@ import time
 
 import pytest
 
-from fault_kit import (Stream, Traffic, api_key, backend_urls, block_size, completion_body, external_hits,
-                       fresh_prompt, http, kv_loaded_through_proxy, node_ip, on_node, proxy_config,
-                       proxy_health, proxy_url, unit_of, unit_pid, wait_for)
+from fault_kit import (Stream, Traffic, api_key, backend_urls, block_size, completion_body, decode_node,
+                       engine_run, external_hits, fresh_prompt, http, kill_engine, kv_loaded_through_proxy,
+                       node_ip, on_node, proxy_config, proxy_health, proxy_url, start_engine, stop_engine,
+                       unit_of, unit_pid, wait_for)
 from lab_names import DECODE, DECODE2, MASTER, PREFILL
 
 # A request through the proxy while the master is down or back: it answers or fails with a clear error
@@ -31,8 +32,6 @@ REQUEST_BOUND_S = 30
 PD_BACK_BOUND_S = 120
 # An engine restarted by systemd is ready within this (vLLM CPU: 45-65 s measured, 2 shared cores).
 ENGINE_BACK_BOUND_S = 240
-# The decode engine's container on the container-runtime host DECODE2 (the role's name for it).
-CONTAINER_ENGINE = "vllm-pd-decode"
 
 
 @pytest.fixture(scope="module")
@@ -82,56 +81,67 @@ def backend_healthy(proxy, role, url):
 
 
 def test_decode_killed_mid_stream(lab):
-    """A decode engine SIGKILLed while it streams: the client's stream ends with an error event (no hang),
-    the proxy takes the backend out within one health interval (+ its timeout), systemd restarts the
-    engine, the proxy takes it back, and the restarted engine loads the KV that prefill stores afterwards."""
-    decode_url = lab["decodes"][0]
-    unit = unit_of(DECODE, "vllm-pd-*")
+    """The decode engine that streams an answer SIGKILLed (a crash): the client's stream ends with an error
+    event (no hang), the proxy takes the backend out within one health interval (+ its timeout), the other
+    decode answers the next requests (xPyD); with that one stopped too, a clear 503. systemd or the
+    container's restart policy restarts the killed engine, the proxy takes both back, and the engine that
+    crashed loads the KV that prefill stores afterwards. The decode is whichever the proxy picked: the venv engine
+    (systemd) or the container engine (DECODE2)."""
     interval, probe_timeout = lab["config"]["health_interval"], lab["config"]["health_timeout"]
     prompt, tokens = fresh_prompt(lab["prefills"][0], 16)
     body = completion_body(prompt, max_tokens=480 - tokens)
     stream = Stream(lab["proxy"], "/v1/completions", body, lab["key"], read_timeout=30)
     assert stream.status == 200
     assert stream.next_event() is not None, "the stream ended before the kill"
-    on_node(DECODE, f"systemctl kill --signal=KILL {unit}")
+    busy = [b["url"] for b in proxy_health(lab["proxy"])[1]["decode"]["backends"] if b["inflight"]]
+    assert len(busy) == 1, f"one decode should carry the stream: {busy}"
+    decode_url, node = busy[0], decode_node(busy[0])
+    run_before = engine_run(node)
+    kill_engine(node)
     killed = time.monotonic()
     stream.read_to_end()
     stream_ended = time.monotonic() - killed
     errors = stream.errors()
     marked_down = wait_for(lambda: not backend_healthy(lab["proxy"], "decode", decode_url), interval + probe_timeout
                            + 2, "the proxy taking the killed decode out", step=0.2)
-    print(f"decode SIGKILL mid-stream: {len(stream.events)} events, the stream ended {stream_ended:.1f}s after the "
-          f"kill with {errors}; out of the proxy after {marked_down:.1f}s (interval {interval}s)")
+    print(f"decode ({node}) SIGKILL mid-stream: {len(stream.events)} events, the stream ended {stream_ended:.1f}s "
+          f"after the kill with {errors}; out of the proxy after {marked_down:.1f}s (interval {interval}s)")
     assert stream_ended < 10 and errors and errors[0]["code"] in (502, 504), stream.events[-3:]
     assert stream.events[-1] != "[DONE]"
 
-    # xPyD: the remaining decode (the container engine on DECODE2) keeps the service up.
-    others = [url for url in lab["decodes"] if url != decode_url]
-    assert others, "the scenario runs two decodes"
+    # xPyD: the remaining decode keeps the service up.
+    other_url = next(url for url in lab["decodes"] if url != decode_url)
     answered = [http("POST", lab["proxy"] + "/v1/completions", completion_body(f"{prompt} {n}"), key=lab["key"],
                      timeout=60)[0] for n in range(6)]
-    print(f"one decode away: {answered.count(200)}/6 requests answered by the other decode")
+    print(f"one decode away: {answered.count(200)}/6 requests answered by the other decode ({decode_node(other_url)})")
     assert answered == [200] * 6
-    # Every decode away: refused at once, saying why, and the proxy's /health says it too.
-    on_node(DECODE2, f"podman stop --time 5 {CONTAINER_ENGINE}", timeout=120)
+    # Every decode away (the other one stopped while the killed one is not back yet): refused at once, saying
+    # why, and the proxy's /health says it too.
+    other = decode_node(other_url)
+    stop_engine(other)
     try:
-        wait_for(lambda: not backend_healthy(lab["proxy"], "decode", others[0]), interval + probe_timeout + 2,
-                 "the proxy taking the stopped container decode out", step=0.2)
+        wait_for(lambda: not backend_healthy(lab["proxy"], "decode", other_url), interval + probe_timeout + 2,
+                 "the proxy taking the stopped decode out", step=0.2)
+        assert not backend_healthy(lab["proxy"], "decode", decode_url), "the killed decode was back too soon"
         status, text = http("POST", lab["proxy"] + "/v1/completions", completion_body(prompt), key=lab["key"],
                             timeout=60)
         assert status == 503 and "no decode backend is available" in json.loads(text)["error"]["message"], text
         assert proxy_health(lab["proxy"])[0] == 503
     finally:
-        on_node(DECODE2, f"podman start {CONTAINER_ENGINE}", timeout=120)
-
-    back = wait_for(lambda: backend_healthy(lab["proxy"], "decode", decode_url), ENGINE_BACK_BOUND_S,
-                    "the killed decode back in the proxy", step=2)
-    wait_for(lambda: backend_healthy(lab["proxy"], "decode", others[0]), ENGINE_BACK_BOUND_S,
-             "the container decode back in the proxy", step=2)
-    assert int(on_node(DECODE, f"systemctl show --property NRestarts --value {unit}")) >= 1
-    # Restarted alone (prefill and master kept running): it loads the KV that prefill stores afterwards.
-    # Up to three fresh prompts: vLLM's connector saves asynchronously and one request can miss its KV (README).
-    for _attempt in range(3):
+        start_engine(other)
+    # The crash is answered by a restart: the container's policy at once, systemd after RestartSec (in the lab
+    # only after its stop timeout, see fault_kit.stop_engine).
+    wait_for(lambda: engine_run(node) not in ("", run_before), 120, f"{node}: the engine restarted after its crash",
+             step=2)
+    wait_for(lambda: backend_healthy(lab["proxy"], "decode", decode_url), ENGINE_BACK_BOUND_S,
+             "the killed decode back in the proxy", step=2)
+    back = time.monotonic() - killed
+    wait_for(lambda: backend_healthy(lab["proxy"], "decode", other_url), ENGINE_BACK_BOUND_S,
+             "the stopped decode back in the proxy", step=2)
+    # Restarted alone (prefill and master kept running): it loads the KV that prefill stores afterwards. Up to
+    # six fresh prompts: the proxy shares them between both decodes, and vLLM's connector saves asynchronously,
+    # so one request can miss its KV (README).
+    for _attempt in range(6):
         status, tokens, loaded = kv_loaded_through_proxy(lab["proxy"], lab["key"], lab["prefills"][0], [decode_url],
                                                          lab["block"])
         if status == 200 and tokens - lab["block"] <= loaded <= tokens:
