@@ -52,7 +52,7 @@ PLAYBOOK = """
   vars:
     pd_monitoring_bind_address: 10.0.0.10
     pd_monitoring_prometheus_port: 9090
-    pd_monitoring_node_exporter_groups: [prefill, decode]
+    pd_monitoring_node_exporter_groups: {exporter_groups}
     pd_monitoring_node_exporter_port: 9100
     pd_monitoring_scrape_interval: 15s
   tasks:
@@ -69,14 +69,14 @@ def ansible_utils_installed():
     return done.returncode == 0
 
 
-def render(tmp_path):
+def render(tmp_path, exporter_groups="[prefill, decode]"):
     if not ansible_utils_installed():
         # ansible-test units runs with ansible-core alone; the units stage (the ansible package) runs this.
         pytest.skip("the template's filters need the ansible.utils collection (the ansible package)")
     (tmp_path / "hosts.yml").write_text(INVENTORY)
     out = tmp_path / "prometheus.yml"
     template = ROOT / "roles" / "pd_monitoring" / "templates" / "prometheus.yml.j2"
-    (tmp_path / "render.yml").write_text(PLAYBOOK.format(template=template, out=out))
+    (tmp_path / "render.yml").write_text(PLAYBOOK.format(template=template, out=out, exporter_groups=exporter_groups))
     env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"),
                ANSIBLE_COLLECTIONS_PATH=str(ROOT / "collections"))
     # The venv's ansible-playbook; under ansible-test units, the same CLI through the interpreter.
@@ -110,3 +110,11 @@ def test_scrape_configuration_follows_the_inventory_groups(tmp_path):
         {"targets": ["10.0.0.11:9100"], "labels": {"host": "gpu-h20-01"}},
         {"targets": ["192.0.2.12:9100"], "labels": {"host": "gpu-h20-02"}},
     ]
+
+
+def test_node_exporter_targets_do_not_depend_on_the_order_of_the_groups(tmp_path):
+    """The same hosts in another group order (as a group made by group_by lists them in the order they
+    finished) give the same file: otherwise a run that changed nothing would restart Prometheus."""
+    first = render(tmp_path)
+    (tmp_path / "prometheus.yml").unlink()
+    assert render(tmp_path, exporter_groups="[decode, prefill]").replace("decode, prefill", "prefill, decode") == first
