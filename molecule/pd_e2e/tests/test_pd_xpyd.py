@@ -69,8 +69,10 @@ def test_the_guard_compared_all_three_engines_including_the_image_versions():
                           str(ROOT / "molecule/pd_e2e/rolling_run.yml")],
                          capture_output=True, text=True, env=env, timeout=600, check=False)
     assert run.returncode != 0, run.stdout[-2000:]
+    # Failed results go to stderr where the config says so (display_failed_stderr): read both.
+    output = run.stdout + run.stderr
     assert re.search(rf"/usr/bin/python3 in localhost/erdma-lab-vllm@sha256:[0-9a-f]+ on {DECODE2} has no vLLM",
-                     run.stdout), run.stdout[-3000:]
+                     output), output[-3000:]
     assert re.search(rf"{DECODE}\s*:.*changed=0", run.stdout) and "RUNNING HANDLER" not in run.stdout
 
 
