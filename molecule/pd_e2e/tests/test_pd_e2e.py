@@ -18,7 +18,7 @@ import pytest
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[3] / "lab"))
 from demo import http, metric  # noqa: E402  pylint: disable=wrong-import-position
 from lab_names import DECODE, DECODE2, MASTER, PREFILL  # noqa: E402  pylint: disable=wrong-import-position
-from fault_kit import PROXY_PORT, node_ip  # noqa: E402  pylint: disable=wrong-import-position
+from fault_kit import PROXY_PORT, external_hits, node_ip  # noqa: E402  pylint: disable=wrong-import-position
 
 testinfra_hosts = [f"podman://{MASTER}"]
 
@@ -52,12 +52,6 @@ def engines(proxy):
     health = json.loads(text)
     return {"prefill": health["prefill"]["backends"][0]["url"], "decode": health["decode"]["backends"][0]["url"],
             "decodes": [b["url"] for b in health["decode"]["backends"]]}
-
-
-def decode_hits(engines):
-    """External KV hits summed over every decode engine (the proxy picks one of them per request)."""
-    return sum(metric(http("GET", url + "/metrics")[1], "vllm:external_prefix_cache_hits_total")
-               for url in engines["decodes"])
 
 
 def make_prompt(engine_url, tokens=200):
@@ -103,7 +97,7 @@ def test_prompt_is_prefilled_on_p_and_its_kv_loaded_by_d(host, proxy, engines, a
     # (host: keeps pytest from reordering; this proof runs before the decode engine is stopped)
     p_before = http("GET", engines["prefill"] + "/metrics")[1]
     d_before = http("GET", engines["decode"] + "/metrics")[1]
-    hits_before = decode_hits(engines)
+    hits_before = external_hits(engines["decodes"])
     # KV moves in whole blocks and the last prompt token is always computed on D: a prompt of two
     # blocks and a bit must load at least its first two blocks.
     block = block_size(d_before)
@@ -113,7 +107,7 @@ def test_prompt_is_prefilled_on_p_and_its_kv_loaded_by_d(host, proxy, engines, a
 
     p_after = http("GET", engines["prefill"] + "/metrics")[1]
     prefilled = metric(p_after, "vllm:prompt_tokens_total") - metric(p_before, "vllm:prompt_tokens_total")
-    loaded = decode_hits(engines) - hits_before
+    loaded = external_hits(engines["decodes"]) - hits_before
     print(f"prompt {tokens} tokens; P prefilled {prefilled:.0f}; D loaded {loaded:.0f} from Mooncake (block {block})")
     assert prefilled == tokens, "P did not prefill the prompt exactly once"
     assert tokens - block <= loaded <= tokens, "D did not load the prompt's KV from the store"

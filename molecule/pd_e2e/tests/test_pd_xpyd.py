@@ -14,23 +14,17 @@ import re
 import subprocess
 import sys
 
+from fault_kit import CONTAINER_ENGINE, on_node
 from lab_names import DECODE, DECODE2, MASTER, PREFILL
 
-ENGINE = "vllm-pd-decode"  # the container's name on the decode2 host, as the role names it
 ROOT = pathlib.Path(__file__).resolve().parents[3]
 EPHEMERAL = pathlib.Path(os.environ.get("MOLECULE_EPHEMERAL_DIRECTORY", "/nonexistent"))
 
 testinfra_hosts = [f"podman://{MASTER}"]
 
 
-def on_decode2(*argv, check=True):
-    """A command on the decode2 engine host (its own podman is the engine's container CLI)."""
-    return subprocess.run(["podman", "exec", DECODE2, *argv], capture_output=True, text=True, check=check,
-                          timeout=120)
-
-
 def test_the_second_decode_runs_as_a_container_that_the_role_made_with_podman():
-    inspect = json.loads(on_decode2("podman", "container", "inspect", ENGINE).stdout)[0]
+    inspect = json.loads(on_node(DECODE2, f"podman container inspect {CONTAINER_ENGINE}"))[0]
     assert inspect["State"]["Running"], inspect["State"]
     # The role's image pin (by digest), its labels, and the settings it gives every engine container.
     assert inspect["ImageName"].startswith("localhost/erdma-lab-vllm@sha256:"), inspect["ImageName"]
@@ -47,13 +41,13 @@ def test_the_second_decode_runs_as_a_container_that_the_role_made_with_podman():
     args = inspect["Config"]["Cmd"] or inspect["Args"]
     assert "--kv-transfer-config" in args and "kv_consumer" in " ".join(args)
     # The API key came through the root-only --env-file, never the command line.
-    key_file = on_decode2("stat", "-c", "%a %U", "/etc/erdma-pd/vllm-pd-decode.env").stdout.split()
+    key_file = on_node(DECODE2, "stat -c '%a %U' /etc/erdma-pd/vllm-pd-decode.env").split()
     assert key_file == ["600", "root"]
     assert "VLLM_API_KEY" not in " ".join(args)
     # A container host without systemd: the engine is the container, not a unit.
-    assert on_decode2("cat", "/proc/1/comm").stdout.strip() != "systemd"
+    assert on_node(DECODE2, "cat /proc/1/comm") != "systemd"
     # It listens on the node's own lab address, as Mooncake announces it (host network).
-    listening = on_decode2("sh", "-c", "cat /proc/net/tcp").stdout
+    listening = on_node(DECODE2, "cat /proc/net/tcp")
     assert f":{7200:04X} " in listening
 
 
